@@ -1,0 +1,74 @@
+# Two commands matter: `make run` (the whole system on this machine) and `make test` (everything CI checks).
+# Both create what they need from pinned requirements; nothing here needs an AWS account or the internet
+# beyond the package registries.
+
+PYTHON ?= python3
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+SAM := $(SAM_VENV)/bin/sam
+PORT ?= 3000
+SPEED ?= 30
+RUN_ARGS ?=
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: run test lint format validate unit build openapi bench verify-evidence clean help
+
+help:
+	@echo "make run        start the local stack on http://127.0.0.1:$(PORT) and play the demo (Ctrl-C stops)"
+	@echo "make test       lint, template checks and the whole test suite"
+	@echo "make build      sam build (python3.13, arm64) into .aws-sam/"
+	@echo "make openapi    regenerate the committed OpenAPI document"
+	@echo "make bench      run every benchmark in benchmarks/ and print its figures"
+	@echo "make verify-evidence BUNDLE=path.zip   verify a downloaded evidence bundle offline"
+
+$(VENV)/.ready: requirements/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $@
+
+$(SAM_VENV)/.ready: requirements/sam-tools.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements/sam-tools.txt
+	touch $@
+
+run: $(VENV)/.ready
+	$(BIN)/python -m devstack --port $(PORT) --speed $(SPEED) $(RUN_ARGS)
+
+lint: $(VENV)/.ready
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(VENV)/.ready
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+validate: $(VENV)/.ready $(SAM_VENV)/.ready
+	$(BIN)/cfn-lint template.yaml
+	$(SAM) validate --lint --template template.yaml
+
+unit: $(VENV)/.ready
+	$(BIN)/pytest tests/unit -q
+
+test: lint validate
+	$(BIN)/pytest -q
+
+build: $(SAM_VENV)/.ready
+	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" PYENV_VERSION=3.11.7:3.13.0 $(SAM) build
+
+openapi: $(VENV)/.ready
+	$(BIN)/python -m devstack.openapi --write
+
+bench: $(VENV)/.ready
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+verify-evidence: $(VENV)/.ready
+	@test -n "$(BUNDLE)" || (echo "usage: make verify-evidence BUNDLE=path/to/bundle.zip" && exit 2)
+	PYTHONPATH=layers/core $(BIN)/python -m connector_sla.evidence.verify $(BUNDLE)
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .devstack .ruff_cache .mypy_cache tests/artifacts

@@ -1,0 +1,69 @@
+"""``python -m devstack``: start the whole service locally (``make run`` calls this)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from devstack.stack import LocalStack, PortInUse, StackOptions
+from devstack.template import TemplateError, parse_parameter_overrides
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    parser.add_argument("--port", type=int, default=3000, help="API port on 127.0.0.1 (default 3000)")
+    parser.add_argument("--moto-port", type=int, default=3010, help="moto server port (default 3010)")
+    parser.add_argument("--provider-port", type=int, default=3020, help="fake on-call provider port (default 3020)")
+    parser.add_argument("--speed", type=float, default=1.0, help="run schedules this many times faster (default 1)")
+    parser.add_argument("--parameter", action="append", default=[], metavar="NAME=VALUE", help="template parameter")
+    parser.add_argument(
+        "--auto-ack",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the fake provider acknowledges each alert after SECONDS with a signed callback",
+    )
+    parser.add_argument("--verbose", action="store_true", help="also print email bodies")
+    parser.add_argument("--state-dir", type=Path, default=None, help="where function logs go (default .devstack/)")
+    args = parser.parse_args(argv)
+
+    try:
+        options = StackOptions(
+            port=args.port,
+            moto_port=args.moto_port,
+            provider_port=args.provider_port,
+            speed=args.speed,
+            parameters=parse_parameter_overrides(args.parameter),
+            verbose=args.verbose,
+            auto_ack_seconds=args.auto_ack,
+        )
+        if args.state_dir:
+            options.state_dir = args.state_dir
+        stack = LocalStack(options)
+        stack.start()
+    except (PortInUse, TemplateError) as error:
+        print(str(error), file=sys.stderr)
+        return 2
+
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    try:
+        seconds = stack.wait_until_ready()
+        stack.log(
+            f"ready     API on {stack.api_url} ({seconds:.1f} s); fake provider on {stack.provider_url}; "
+            f"function logs in {options.state_dir / 'logs'}; Ctrl-C stops"
+        )
+        stopping.wait()
+    finally:
+        stack.log("stopping  ...")
+        stack.stop()
+        stack.log("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tamper-evident records and the compliance evidence bundle."""

@@ -1,0 +1,1 @@
+"""Scheduled jobs (the on-call incident reconcile) and their run history."""

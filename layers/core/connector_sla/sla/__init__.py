@@ -1,0 +1,1 @@
+"""SLA evaluation: connector registry, signals, the state machine, SLA events and source failover."""
