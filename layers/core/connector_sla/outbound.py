@@ -52,7 +52,7 @@ class OutboundResponse:
 
 
 def _system_resolver(host: str, port: int) -> Sequence[str]:
-    return sorted({info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
+    return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
 def _is_public(address: str) -> bool:
