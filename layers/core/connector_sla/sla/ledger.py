@@ -8,7 +8,7 @@ table's stream carries to the escalation function; the transition is what the ev
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from connector_sla.evidence.chain import GENESIS_HASH, ChainHead
@@ -54,19 +54,39 @@ class StateLedger:
         Returns the written state row and the sealed transition. Raises :class:`StaleState` when another writer
         won the race; nothing is written then.
         """
+        transitions = [transition] if transition is not None else []
+        row, sealed = self.commit_many(
+            connector_id, state, expected_version=expected_version, transitions=transitions, publish=[publish_event]
+        )
+        return row, (sealed[0] if sealed else None)
+
+    def commit_many(
+        self,
+        connector_id: str,
+        state: Mapping[str, Any],
+        *,
+        expected_version: int | None,
+        transitions: Sequence[Mapping[str, Any]] = (),
+        publish: Sequence[bool] = (),
+    ) -> tuple[Item, list[Item]]:
+        """Like :meth:`commit`, appending several transitions in order (e.g. a failover, then an incident opening).
+
+        ``publish[i]`` says whether ``transitions[i]`` goes to the SLA event outbox. The state row's
+        ``last_transition`` is the last one.
+        """
         version = (expected_version or 0) + 1
         row: dict[str, Any] = {**state, "pk": connector_id, "sk": STATE_SK, "connector_id": connector_id}
         row["version"] = version
-        sealed: dict[str, Any] | None = None
+        head = ChainHead(int(state.get("chain_seq") or 0), str(state.get("chain_hash") or GENESIS_HASH))
+        sealed_all: list[Item] = []
         actions: list[dict[str, Any]] = []
-        if transition is not None:
-            head = ChainHead(int(state.get("chain_seq") or 0), str(state.get("chain_hash") or GENESIS_HASH))
+        for index, transition in enumerate(transitions):
             record = {**transition, "connector_id": connector_id, "seq": head.seq + 1}
             sealed = head.next(record, transition_chain_id(connector_id))
-            row["chain_seq"] = sealed["chain_seq"]
-            row["chain_hash"] = sealed["record_hash"]
-            row["last_transition"] = _summary(sealed)
-            stored = {**sealed, "event_pending": "1"} if publish_event else sealed
+            head = ChainHead(sealed["chain_seq"], sealed["record_hash"])
+            sealed_all.append(sealed)
+            pending = index < len(publish) and publish[index]
+            stored = {**sealed, "event_pending": "1"} if pending else sealed
             actions.append(
                 {
                     "Put": {
@@ -76,6 +96,10 @@ class StateLedger:
                     }
                 }
             )
+        if sealed_all:
+            row["chain_seq"] = head.seq
+            row["chain_hash"] = head.hash
+            row["last_transition"] = _summary(sealed_all[-1])
         expr = Expression()
         if expected_version is None:
             condition = f"attribute_not_exists({expr.name('version')})"
@@ -98,7 +122,7 @@ class StateLedger:
             if error.condition_failed:
                 raise StaleState(connector_id) from error
             raise
-        return row, sealed
+        return row, sealed_all
 
     def mark_published(self, transitions: list[Mapping[str, Any]]) -> None:
         """Take published transitions out of the SLA event outbox."""
