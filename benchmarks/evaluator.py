@@ -22,8 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "core")]
 os.environ.update(
-    AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
-    AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled", POWERTOOLS_LOG_LEVEL="WARNING", POWERTOOLS_TRACE_DISABLED="true",
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
+    POWERTOOLS_LOG_LEVEL="WARNING",
+    POWERTOOLS_TRACE_DISABLED="true",
 )
 
 from connector_sla.sla.evaluator import Evaluator, inputs_from_rows  # noqa: E402
@@ -46,20 +50,39 @@ def seed(aws, count: int) -> None:
     for index in range(count):
         connector_id = f"connector-{index:06d}"
         config = {
-            "pk": connector_id, "sk": "CONFIG", "connector_id": connector_id, "name": f"Connector {index}",
-            "owner_team": f"team-{index % 20}", "sources": [{"source_id": "primary", "name": ""},
-                                                            {"source_id": "backup", "name": ""}],
-            "policy": policy, "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
+            "pk": connector_id,
+            "sk": "CONFIG",
+            "connector_id": connector_id,
+            "name": f"Connector {index}",
+            "owner_team": f"team-{index % 20}",
+            "sources": [{"source_id": "primary", "name": ""}, {"source_id": "backup", "name": ""}],
+            "policy": policy,
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "updated_at": "2026-01-01T00:00:00.000Z",
             "config_version": 1,
         }
         progress = {
-            "pk": connector_id, "sk": "PROGRESS", "revision": 1,
-            "sources": {"primary": {"last_event_at": (NOW - timedelta(seconds=5)).isoformat(), "status": "up",
-                                    "checkpoint": f"lsn/{index}", "reported_at": NOW.isoformat()}},
-            "reported_pending_replay": 3, "reported_dead_letter_total": 2,
+            "pk": connector_id,
+            "sk": "PROGRESS",
+            "revision": 1,
+            "sources": {
+                "primary": {
+                    "last_event_at": (NOW - timedelta(seconds=5)).isoformat(),
+                    "status": "up",
+                    "checkpoint": f"lsn/{index}",
+                    "reported_at": NOW.isoformat(),
+                }
+            },
+            "reported_pending_replay": 3,
+            "reported_dead_letter_total": 2,
         }
-        counters = {"pk": connector_id, "sk": "COUNTERS", "dead_letter_total": 0, "pending_replay": 0,
-                    "replayed_total": 0}
+        counters = {
+            "pk": connector_id,
+            "sk": "COUNTERS",
+            "dead_letter_total": 0,
+            "pending_replay": 0,
+            "replayed_total": 0,
+        }
         rows = ConnectorRows(connector_id, config=config, progress=progress, counters=counters)
         decision = decide(inputs_from_rows(rows), None, tick, NOW)
         state = {**decision.state, "pk": connector_id, "sk": "STATE", "connector_id": connector_id, "version": 1}
@@ -107,14 +130,18 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    print(f"{'connectors':>10s} {'changed':>7s} {'requests/pass':>24s} {'req/connector':>13s} "
-          f"{'bare scan s':>11s} {'pass s':>7s} {'ratio':>6s}")
+    print(
+        f"{'connectors':>10s} {'changed':>7s} {'requests/pass':>24s} {'req/connector':>13s} "
+        f"{'bare scan s':>11s} {'pass s':>7s} {'ratio':>6s}"
+    )
     for size in (int(value) for value in args.sizes.split(",")):
         result = measure(size, args.runs)
         ratio = result["pass"] / result["scan"]
         requests = ", ".join(f"{name} {count}" for name, count in sorted(result["requests"].items()))
-        print(f"{size:>10d} {result['changed']:>7d} {requests:>24s} {result['per_connector']:>13.4f} "
-              f"{result['scan']:>11.3f} {result['pass']:>7.3f} {ratio:>6.2f}")
+        print(
+            f"{size:>10d} {result['changed']:>7d} {requests:>24s} {result['per_connector']:>13.4f} "
+            f"{result['scan']:>11.3f} {result['pass']:>7.3f} {ratio:>6.2f}"
+        )
     print("goals: ratio <= 1.3, requests per unchanged connector <= 0.02")
     return 0
 

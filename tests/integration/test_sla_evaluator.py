@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -36,11 +37,16 @@ class Harness:
         return call_api(self.aws, self.api_handler, API, method, path, **kwargs)
 
     def register(self, connector_id="orders", **policy):
-        status, body = self.api("PUT", f"/events/connectors/{connector_id}", body={
-            "name": connector_id.title(), "owner_team": "payments",
-            "sources": [{"source_id": "primary"}, {"source_id": "replica"}],
-            "policy": {"poll_window_seconds": 60, **policy},
-        })
+        status, body = self.api(
+            "PUT",
+            f"/events/connectors/{connector_id}",
+            body={
+                "name": connector_id.title(),
+                "owner_team": "payments",
+                "sources": [{"source_id": "primary"}, {"source_id": "replica"}],
+                "policy": {"poll_window_seconds": 60, **policy},
+            },
+        )
         assert status in (200, 201), body
 
     def report(self, connector_id="orders", *, lag=0, source="primary", **counts):
@@ -71,8 +77,9 @@ class Harness:
         return body["states"][0] if body["states"] else None
 
     def transitions(self, connector_id="orders"):
-        status, body = self.api("GET", "/events/connectors/sla/states",
-                                query={"view": "transitions", "connector_id": connector_id})
+        status, body = self.api(
+            "GET", "/events/connectors/sla/states", query={"view": "transitions", "connector_id": connector_id}
+        )
         assert status == 200
         return body["transitions"]
 
@@ -145,7 +152,7 @@ def test_critical_repeat_escalates_and_recovery_closes_with_the_duration(harness
     assert events["event_connector_sla_recovery"]["duration_seconds"] >= 0
     # The transition history verifies as a hash chain
     history = harness.transitions()
-    assert all(later["prev_hash"] == earlier["record_hash"] for earlier, later in zip(history, history[1:]))
+    assert all(later["prev_hash"] == earlier["record_hash"] for earlier, later in itertools.pairwise(history))
 
 
 def test_unchanged_connectors_cost_no_writes(harness, aws):
@@ -189,6 +196,7 @@ def test_matrix_failover_switches_to_the_healthy_backup_and_announces_it(harness
     harness.report(lag=2000, source="primary")
     harness.tick()
     status, body = harness.api("GET", "/events/connectors/source-health")
+    assert status == 200
     item = body["items"][0]
     assert item["active_source"] == "replica" and item["last_failover"]["from_source"] == "primary"
     kinds = [transition["kind"] for transition in harness.transitions()]

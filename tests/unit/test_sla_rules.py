@@ -16,7 +16,8 @@ POLICY = SlaPolicy(poll_window_seconds=60)
 
 
 def inputs(lag: int = 0, *, now: datetime = T0, pending: int = 0, dead: int = 0, sources=None, policy=POLICY):
-    progress = sources if sources is not None else {"primary": SourceProgress(last_event_at=now - timedelta(seconds=lag))}
+    fresh = {"primary": SourceProgress(last_event_at=now - timedelta(seconds=lag))}
+    progress = sources if sources is not None else fresh
     return ConnectorInputs(
         connector_id="orders",
         name="Orders",
@@ -50,7 +51,11 @@ class Fleet:
 
 def test_signal_status_uses_warning_and_critical_thresholds_inclusively():
     assert [signal_status(value, 10, 20) for value in (9, 10, 19, 20, 99)] == [
-        "ok", "warning", "warning", "critical", "critical"
+        "ok",
+        "warning",
+        "warning",
+        "critical",
+        "critical",
     ]
 
 
@@ -161,10 +166,12 @@ def test_no_failover_when_no_backup_is_healthy():
 
 
 def test_source_health_distinguishes_down_stale_lagging_unknown_and_healthy():
-    data = inputs(sources={
-        "primary": SourceProgress(T0 - timedelta(seconds=1000)),
-        "backup": SourceProgress(T0, status="down"),
-    })
+    data = inputs(
+        sources={
+            "primary": SourceProgress(T0 - timedelta(seconds=1000)),
+            "backup": SourceProgress(T0, status="down"),
+        }
+    )
     assert source_health(data, "primary", T0) == "stale"
     assert source_health(data, "backup", T0) == "down"
     assert source_health(inputs(lag=400), "primary", T0) == "lagging"
