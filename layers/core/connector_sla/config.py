@@ -52,6 +52,8 @@ class Settings:
     # Only the local stack sets these two; a deployed stack leaves them empty.
     outbound_allowed_local: tuple[str, ...] = field(default_factory=lambda: _env_list("OUTBOUND_ALLOWED_LOCAL_TARGETS"))
     reconcile_file_base_dir: str = field(default_factory=lambda: _env("RECONCILE_FILE_BASE_DIR"))
+    # Object Lock retention (days, compliance mode) of evidence bundles; only the export function has it set.
+    evidence_retention_days: int = field(default_factory=lambda: int(_env("EVIDENCE_RETENTION_DAYS", "365")))
 
 
 @cache

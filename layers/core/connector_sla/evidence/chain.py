@@ -2,8 +2,8 @@
 
 Each record belongs to one chain (``chain_id``), has a position in it (``chain_seq``, from 1), the hash of its
 predecessor (``prev_hash``, or 64 zeros for the first) and its own ``record_hash``: the SHA-256 of its canonical
-JSON without ``record_hash`` and without the operational attributes in :data:`UNSEALED_FIELDS`. Changing, removing
-or reordering any record breaks the chain at that record.
+JSON without ``record_hash``, without the operational attributes in :data:`UNSEALED_FIELDS` and without
+top-level ``None`` values. Changing, removing or reordering any record breaks the chain at that record.
 
 Standard library only: auditors run the verifier offline with nothing installed but Python.
 """
@@ -19,8 +19,9 @@ from typing import Any
 
 GENESIS_HASH = "0" * 64
 CHAIN_FIELDS = ("chain_id", "chain_seq", "prev_hash", "record_hash")
-# Attributes a storage adapter may change after sealing (outbox flags); never part of the hash or the bundle.
-UNSEALED_FIELDS = frozenset({"record_hash", "event_pending"})
+# Attributes a storage adapter may change after sealing (the SLA event outbox flag, the count of repeated callback
+# deliveries); never part of the hash or the bundle.
+UNSEALED_FIELDS = frozenset({"record_hash", "event_pending", "duplicate_count"})
 
 
 def _check_values(value: Any, path: str) -> None:
@@ -41,8 +42,12 @@ def canonical_json(record: Mapping[str, Any]) -> bytes:
 
 
 def sealed_view(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The record as it is hashed and exported: without the unsealed operational attributes."""
-    return {key: value for key, value in record.items() if key not in UNSEALED_FIELDS}
+    """The record as it is hashed and exported: without the unsealed operational attributes.
+
+    Top-level ``None`` values are left out too: a DynamoDB item does not store them, so a record hashes the same
+    before it is written and after it is read back.
+    """
+    return {key: value for key, value in record.items() if key not in UNSEALED_FIELDS and value is not None}
 
 
 def record_hash(record: Mapping[str, Any]) -> str:
