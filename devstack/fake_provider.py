@@ -2,7 +2,8 @@
 
 It accepts the service's outbound calls (generic signed webhooks, PagerDuty Events API v2, bridge webhooks),
 keeps an incident list that the reconcile job can fetch, and can answer an alert with a signed ACK callback to
-the local API after a delay, as a responder acknowledging in a real provider would.
+the local API after a delay, as a responder acknowledging in a real provider would. A generic webhook with
+``status: resolved`` (the service's resolved notice) resolves the incidents named in its ``resolves`` list.
 
 Control endpoints for tests and the demo: ``GET /_received`` (what arrived), ``POST /_control`` with
 ``{"fail_next": 2, "status": 503}`` (simulate an outage) or ``{"auto_ack_seconds": 3}``.
@@ -130,6 +131,8 @@ class FakeProvider:
         payload = json.loads(body or b"{}")
         details = payload.get("custom_details") or {}
         self._remember("webhook", payload, verified)
+        if payload.get("status") == "resolved":
+            return self._resolve(payload.get("resolves") or [], verified)
         incident = self._incident_from(
             details.get("notification_id"),
             details.get("delivery_id"),
@@ -139,6 +142,19 @@ class FakeProvider:
         self.log(f"provider  webhook for {incident.incident_key} level {payload.get('level')} (signature {verified})")
         self._maybe_auto_ack(incident)
         return _json(202, {"status": "accepted", "incident_key": incident.incident_key})
+
+    def _resolve(self, incident_keys: list[str], verified: str) -> Response:
+        """A resolved notice closes the incidents the service opened here (one per alert it names)."""
+        resolved = []
+        with self._lock:
+            for key in incident_keys:
+                incident = self.incidents.get(key)
+                if incident is not None and incident.status != "resolved":
+                    incident.status = "resolved"
+                    incident.updated_at = time.time()
+                    resolved.append(key)
+        self.log(f"provider  resolved notice closes {len(resolved)} incident(s) (signature {verified})")
+        return _json(202, {"status": "accepted", "resolved": resolved})
 
     def _pagerduty_event(self, _request: Request, body: bytes) -> Response:
         payload = json.loads(body or b"{}")

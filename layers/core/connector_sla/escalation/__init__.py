@@ -1,0 +1,1 @@
+"""Escalation: chains, channels, deliveries, the SLA state stream consumer and the escalation timers."""
