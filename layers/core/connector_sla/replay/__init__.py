@@ -1,0 +1,1 @@
+"""Dead-letter rows, the Replay Workbench (patch, preview, replay) and replay jobs."""
