@@ -16,26 +16,31 @@ def evidence(aws) -> Evidence:
     return Evidence(aws)
 
 
-NOW = utcnow()
 DAY = timedelta(days=1)
 
 
+def days_ago(days: float) -> str:
+    return to_iso(utcnow() - days * DAY)
+
+
+# Each body is built when its test runs (a lambda), so "now" is the test's own.
 @pytest.mark.parametrize(
     ("body", "expected"),
     [
-        ({"start": to_iso(NOW - DAY)}, "body.end"),
-        ({"start": "yesterday", "end": to_iso(NOW)}, "body.start"),
-        ({"start": "2026-12-01T00:00:00", "end": "2026-12-02T00:00:00"}, "timezone"),
-        ({"start": to_iso(NOW), "end": to_iso(NOW - DAY)}, "end must be after start"),
-        ({"start": to_iso(NOW - 400 * DAY), "end": to_iso(NOW)}, "at most 366"),
-        ({"start": to_iso(NOW + DAY), "end": to_iso(NOW + 2 * DAY)}, "in the future"),
-        ({"start": to_iso(NOW - DAY), "end": to_iso(NOW), "connector": "orders"}, "body.connector"),
-        ({"start": to_iso(NOW - DAY), "end": to_iso(NOW), "connector_id": "Orders DB"}, "body.connector_id"),
-        ({"start": to_iso(NOW - DAY), "end": to_iso(NOW), "incident_id": "42"}, "body.incident_id"),
+        (lambda: {"start": days_ago(1)}, "body.end"),
+        (lambda: {"start": "yesterday", "end": days_ago(0)}, "body.start"),
+        (lambda: {"start": "2026-12-01T00:00:00", "end": "2026-12-02T00:00:00"}, "timezone"),
+        (lambda: {"start": days_ago(0), "end": days_ago(1)}, "end must be after start"),
+        (lambda: {"start": days_ago(400), "end": days_ago(0)}, "at most 366"),
+        (lambda: {"start": days_ago(-1), "end": days_ago(-2)}, "in the future"),
+        (lambda: {"start": days_ago(1), "end": days_ago(0), "connector": "orders"}, "body.connector"),
+        (lambda: {"start": days_ago(1), "end": days_ago(0), "connector_id": "Orders DB"}, "body.connector_id"),
+        (lambda: {"start": days_ago(1), "end": days_ago(0), "incident_id": "42"}, "body.incident_id"),
+        (lambda: {"start": days_ago(1), "end": days_ago(0), "start_time": "x"}, "body.start_time"),
     ],
 )
 def test_a_bad_export_request_is_refused_and_nothing_is_started(evidence, body, expected):
-    status, answer = evidence.call("POST", "/compliance/evidence/export", body=body)
+    status, answer = evidence.call("POST", "/compliance/evidence/export", body=body())
     assert status == 400
     assert expected in answer["message"]
     assert evidence.export_rows() == []

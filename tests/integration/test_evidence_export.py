@@ -11,6 +11,7 @@ import os
 import zipfile
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
@@ -141,6 +142,13 @@ def test_an_export_runs_asynchronously_and_its_download_verifies(evidence, tmp_p
     bundle, path = evidence.download(view, tmp_path)
     assert hashlib.sha256(bundle).hexdigest() == view["bundle"]["sha256"]
     assert verify_bundle(path).verified
+
+    # And the link is short-lived (15 minutes) and names the exact, locked object version
+    link = parse_qs(urlsplit(view["download"]["url"]).query)
+    assert link["X-Amz-Expires"] == ["900"]
+    assert link["versionId"] == [view["bundle"]["version_id"]]
+    expires_in = parse_iso(view["download"]["expires_at"]) - utcnow()
+    assert timedelta(minutes=14) < expires_in <= timedelta(minutes=15)
     assert verify_main([str(path)]) == 0
 
     # And the bundle holds the records as they were sealed
@@ -394,3 +402,13 @@ def test_a_multipart_upload_checksums_every_part(aws):
     stored = bucket.describe("evidence/test/bundle.zip", version)
     assert stored.checksum_sha256 == upload.composite_checksum
     assert aws.client("s3").get_object(Bucket=bucket.name, Key="evidence/test/bundle.zip")["Body"].read() == payload
+
+
+def test_two_exports_of_the_same_range_hold_the_same_files(evidence):
+    # Given the same range exported twice (records of one instant come back from the indexes in no defined order)
+    first, second = evidence.export(), evidence.export()
+    # Then every file is byte for byte the same: the files' order is total (time, chain position, id)
+    assert first["export_id"] != second["export_id"]
+    assert [(entry["name"], entry["sha256"]) for entry in first["files"]] == [
+        (entry["name"], entry["sha256"]) for entry in second["files"]
+    ]

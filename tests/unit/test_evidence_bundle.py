@@ -8,7 +8,7 @@ import json
 import zipfile
 from datetime import UTC, datetime
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector_sla.evidence.bundle import EVIDENCE_FILES, FILES_BY_NAME, BundleWriter, encode_record
@@ -39,7 +39,7 @@ json_values = st.recursive(
 records = st.lists(st.dictionaries(st.text(min_size=1, max_size=10), json_values, max_size=6), max_size=30)
 
 
-@settings(max_examples=40)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records)
 def test_each_file_summary_matches_what_the_zip_holds(rows):
     # Given any records, When written as one file of a bundle into a write-only sink

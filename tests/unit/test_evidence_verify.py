@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector_sla.evidence import bundle, chain, verify
@@ -47,6 +47,7 @@ def check_all(records: list[dict], file: str = "transitions.jsonl") -> verify.Ch
 # ------------------------------------------------------------------------------------------------ chain checks
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.sampled_from("abc"), min_size=1, max_size=25), st.randoms(use_true_random=False))
 def test_intact_chains_verify_in_any_order(order, rnd):
     # Given interleaved chains, delivered in any order (time order and chain order may differ)
@@ -65,6 +66,7 @@ def test_intact_chains_verify_in_any_order(order, rnd):
     assert report.records == len(records)
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(min_value=2, max_value=8), st.integers(min_value=0, max_value=7))
 def test_a_range_cut_out_of_a_longer_chain_is_anchored_on_its_first_record(length, cut):
     # Given the tail of a chain (the records before the range are not in the bundle)
@@ -351,3 +353,183 @@ def test_the_verifier_runs_as_a_module(tmp_path):
         cwd=layer,
     )
     assert completed.returncode == 0, completed.stderr
+
+
+# ------------------------------------------------------------------------------------------------ tampering
+
+
+def timed_chain(chain_id: str, count: int, minute: int = 0) -> list[dict]:
+    """A chain of transitions one minute apart, as the export writes them (time order is chain order)."""
+    head, records = ChainHead(), []
+    for index in range(count):
+        at = f"2026-12-03T10:{minute + index:02d}:00.000Z"
+        record = head.next({"transition_id": f"trn_{chain_id}_{index + 1}", "at": at, "n": index}, chain_id)
+        head = ChainHead(record["chain_seq"], record["record_hash"])
+        records.append(record)
+    return records
+
+
+def with_manifest_rewritten(data: bytes, change) -> bytes:
+    """``change`` applied to the bundle's files, and the manifest's hashes and counts recomputed to match: what a
+    tamperer who knows the format does so that the file hashes alone do not give the change away."""
+    files = {}
+
+    def apply(name, content):
+        if name == bundle.MANIFEST_NAME:
+            return content
+        files[name] = change(name, content)
+        return files[name]
+
+    changed = rewrite(data, apply)
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(changed)).read(bundle.MANIFEST_NAME))
+    for entry in manifest["files"]:
+        content = files[entry["name"]]
+        entry.update(sha256=hashlib.sha256(content).hexdigest(), records=content.count(b"\n"), bytes=len(content))
+    body = bundle.manifest_bytes(manifest)
+    return rewrite(changed, lambda name, content: body if name == bundle.MANIFEST_NAME else content)
+
+
+def on_lines(file_name: str, edit):
+    def change(name, content):
+        if name != file_name:
+            return content
+        return b"".join(edit(content.splitlines(keepends=True)))
+
+    return change
+
+
+def tampered_bundle(tmp_path: Path, edit, *, fix_manifest: bool, file_name: str = "transitions.jsonl") -> Path:
+    path = tmp_path / "bundle.zip"
+    files = {"transitions.jsonl": timed_chain("transitions:orders", 3) + timed_chain("transitions:crm", 2, 10)}
+    rewriter = with_manifest_rewritten if fix_manifest else rewrite
+    make_bundle(path, files=files, tamper=lambda data: rewriter(data, on_lines(file_name, edit)))
+    return path
+
+
+def swap_second_and_third(lines: list[bytes]) -> list[bytes]:
+    return [lines[0], lines[2], lines[1], *lines[3:]]
+
+
+@pytest.mark.parametrize("fix_manifest", [False, True])
+def test_a_reordered_record_is_named_even_when_the_manifest_was_rewritten_to_match(tmp_path, fix_manifest):
+    # Given a bundle whose second and third transitions were swapped (and, for a careful tamperer, whose manifest
+    # hashes were recomputed so every file hash matches)
+    path = tampered_bundle(tmp_path, swap_second_and_third, fix_manifest=fix_manifest)
+    # When verified, Then it does not verify, and the record found out of place is named with where it belongs
+    result = verify_bundle(path)
+    assert not result.verified
+    first = result.first_record_problem
+    assert (first.file, first.line, first.record_id) == ("transitions.jsonl", 3, "trn_transitions:orders_2")
+    assert "out of order: it belongs before line 2 (trn_transitions:orders_3)" in first.reason
+    file_hash_failed = any("sha256" in problem.reason for problem in result.problems)
+    assert file_hash_failed is not fix_manifest
+    # The chains themselves still link: only the order gives the move away
+    assert result.chain_report.verified
+
+
+def test_a_changed_record_is_named_when_the_manifest_was_rewritten_to_match(tmp_path):
+    def change_reason(lines):
+        record = json.loads(lines[1])
+        record["n"] = 1000
+        return [lines[0], bundle.encode_record(record), *lines[2:]]
+
+    path = tampered_bundle(tmp_path, change_reason, fix_manifest=True)
+    result = verify_bundle(path)
+    assert not [problem for problem in result.problems if problem.line == 0]  # every file hash matches
+    first = result.first_record_problem
+    assert (first.line, first.record_id, first.chain_seq) == (2, "trn_transitions:orders_2", 2)
+    assert "record altered" in first.reason
+
+
+def test_a_removed_record_is_named_when_the_manifest_was_rewritten_to_match(tmp_path, capsys):
+    path = tampered_bundle(tmp_path, lambda lines: [lines[0], *lines[2:]], fix_manifest=True)
+    # When the command runs, Then it names the record after the gap and says one is missing
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        "first record that does not verify: transitions.jsonl line 2 (trn_transitions:orders_3): "
+        "chain transitions:orders seq 3: chain_seq 2 is missing" in out
+    )
+    assert "NOT VERIFIED" in out
+
+
+def test_a_changed_file_fails_its_hash_even_where_records_are_not_chained(tmp_path):
+    # Given a notification whose ACK state was edited inside the bundle (notifications are not chained)
+    path = tmp_path / "bundle.zip"
+    notifications = [
+        {"notification_id": "ntf_1", "created_at": "2026-12-03T10:00:00.000Z", "ack_state": "unacked"},
+        {"notification_id": "ntf_2", "created_at": "2026-12-03T10:01:00.000Z", "ack_state": "unacked"},
+    ]
+    files = {"transitions.jsonl": timed_chain("transitions:c", 2), "notifications.jsonl": notifications}
+    edit = on_lines("notifications.jsonl", lambda lines: [lines[0].replace(b"unacked", b"acknowledged"), lines[1]])
+    make_bundle(path, files=files, tamper=lambda data: rewrite(data, edit))
+    # Then the file's SHA-256 no longer matches the manifest, and the file is named
+    result = verify_bundle(path)
+    (problem,) = result.problems
+    assert problem.file == "notifications.jsonl" and "differs from the manifest" in problem.reason
+    assert result.chain_report.verified and not result.verified
+
+
+def test_the_first_record_problem_is_the_earliest_across_order_and_chain_checks(tmp_path):
+    # Given a moved transition (first file) and an altered delivery (second file)
+    path = tmp_path / "bundle.zip"
+    deliveries = sealed_chain("deliveries:ntf_1", 2)
+    deliveries[1] = {**deliveries[1], "n": 9}
+    files = {"transitions.jsonl": timed_chain("transitions:c", 3), "deliveries.jsonl": deliveries}
+    make_bundle(
+        path, files=files, tamper=lambda data: rewrite(data, on_lines("transitions.jsonl", swap_second_and_third))
+    )
+    result = verify_bundle(path)
+    assert result.chain_report.first_problem.file == "deliveries.jsonl"
+    assert (result.first_record_problem.file, result.first_record_problem.line) == ("transitions.jsonl", 3)
+    assert result.to_dict()["first_record_problem"]["line"] == 3
+
+
+def test_an_exported_order_verifies_and_records_of_one_instant_follow_their_chain(tmp_path):
+    # Given records of one instant from two chains, written in bundle order (chain, then position)
+    at = "2026-12-03T10:00:00.000Z"
+    head_a, head_b, records = ChainHead(), ChainHead(), []
+    for index in range(2):
+        a = head_a.next({"transition_id": f"a{index}", "at": at}, "transitions:a")
+        b = head_b.next({"transition_id": f"b{index}", "at": at}, "transitions:b")
+        head_a, head_b = ChainHead(a["chain_seq"], a["record_hash"]), ChainHead(b["chain_seq"], b["record_hash"])
+        records += [a, b]
+    ordered = sorted(records, key=lambda record: bundle.record_order(record, bundle.FILES_BY_NAME["transitions.jsonl"]))
+    path = tmp_path / "bundle.zip"
+    make_bundle(path, files={"transitions.jsonl": ordered})
+    assert verify_bundle(path).verified
+    # And the same records interleaved by chain are out of the bundle's order
+    make_bundle(path, files={"transitions.jsonl": records})
+    assert "out of order" in verify_bundle(path).first_record_problem.reason
+
+
+# ------------------------------------------------------------------------------------------------ make target
+
+
+def test_make_verify_evidence_runs_on_the_plain_interpreter(tmp_path):
+    # Given a downloaded bundle and its stored manifest, in a folder whose name has a space
+    make_tool = shutil.which("make")
+    if make_tool is None:
+        pytest.skip("make is not installed: install it (apt-get install -y make) to test `make verify-evidence`")
+    folder = tmp_path / "audit 2026"
+    folder.mkdir()
+    path = folder / "bundle.zip"
+    manifest = make_bundle(path)
+    stored = folder / "manifest.json"
+    stored.write_text(json.dumps({**manifest, "bundle": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}}))
+    root = EVIDENCE_DIR.parents[3]
+    command = [make_tool, "--no-print-directory", "verify-evidence", f"BUNDLE={path}", f"PYTHON={sys.executable}"]
+    # When the make target runs, Then it verifies the bundle against the stored manifest (exit 0)
+    ok = subprocess.run([*command, f"MANIFEST={stored}"], capture_output=True, text=True, check=False, cwd=root)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "bundle matches the stored manifest" in ok.stdout and "result    VERIFIED" in ok.stdout
+    # And a bundle that does not verify fails the target, naming the record
+    records = timed_chain("transitions:c", 3)
+    records[2] = {**records[2], "n": 7}
+    make_bundle(path, files={"transitions.jsonl": records})
+    failed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=root)
+    assert failed.returncode != 0
+    assert "first record that does not verify: transitions.jsonl line 3" in failed.stdout
+    # And without BUNDLE it says how to call it
+    usage = subprocess.run(command[:3], capture_output=True, text=True, check=False, cwd=root)
+    assert usage.returncode != 0 and "usage: make verify-evidence BUNDLE=" in usage.stdout

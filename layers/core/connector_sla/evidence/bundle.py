@@ -14,8 +14,9 @@ Layout of a bundle::
     job_runs.jsonl       scheduled job runs          (not chained)
     manifest.json        per-file SHA-256 and record count, the query, export time, service version, chain summary
 
-One record per line, in canonical JSON (sorted keys, no spaces, UTF-8), oldest first. Standard library only: the
-offline verifier imports this module.
+One record per line, in canonical JSON (sorted keys, no spaces, UTF-8), in :func:`record_order`: oldest first,
+records of one instant by chain position, then by id. That order is total, so an export is reproducible and the
+verifier names a record that was moved. Standard library only: the offline verifier imports this module.
 """
 
 from __future__ import annotations
@@ -50,6 +51,20 @@ EVIDENCE_FILES = (
     EvidenceFile("job_runs.jsonl", time_field="created_at", id_field="run_id", chained=False),
 )
 FILES_BY_NAME = {file.name: file for file in EVIDENCE_FILES}
+
+RecordOrder = tuple[str, str, int, str]
+
+
+def record_order(record: Mapping[str, Any], file: EvidenceFile) -> RecordOrder:
+    """Where a record belongs in its file: by its time, then by chain and chain position, then by its id."""
+    seq = record.get("chain_seq")
+    position = seq if isinstance(seq, int) and not isinstance(seq, bool) else 0
+    return (
+        str(record.get(file.time_field) or ""),
+        str(record.get("chain_id") or ""),
+        position,
+        str(record.get(file.id_field) or ""),
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -23,6 +23,7 @@ from connector_sla.evidence.bundle import (
     ByteSink,
     EvidenceFile,
     FileSummary,
+    record_order,
 )
 from connector_sla.evidence.chain import sealed_view
 from connector_sla.evidence.verify import ChainReport, LinkVerifier
@@ -179,20 +180,17 @@ def export_view(item: Mapping[str, Any], now: datetime) -> dict[str, Any]:
     }
 
 
-def order_ties(records: Iterable[Mapping[str, Any]], time_field: str) -> Iterator[Mapping[str, Any]]:
-    """Records in time order as given, with records of the same instant in chain order (then by id).
+def order_ties(records: Iterable[Mapping[str, Any]], file: EvidenceFile) -> Iterator[Mapping[str, Any]]:
+    """Records in time order as given, with records of the same instant put in :func:`bundle.record_order`.
 
     The by-day indexes return records of one instant in no defined order; this makes two exports of the same range
-    byte-identical. Only records sharing a timestamp are held at once.
+    byte-identical, and gives the verifier an order to check. Only records sharing a timestamp are held at once.
     """
-    for _, group in itertools.groupby(records, key=lambda record: record.get(time_field)):
+    for _, group in itertools.groupby(records, key=lambda record: record.get(file.time_field)):
         tied = list(group)
         if len(tied) > 1:
-            tied.sort(key=_tie_key)
+            tied.sort(key=lambda record: record_order(record, file))
         yield from tied
-
-
-_ID_FIELDS = ("transition_id", "delivery_id", "callback_id", "notification_id", "run_id")
 
 
 def exported_view(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -201,12 +199,6 @@ def exported_view(record: Mapping[str, Any]) -> dict[str, Any]:
     if "record_hash" in record:
         view["record_hash"] = record["record_hash"]
     return view
-
-
-def _tie_key(record: Mapping[str, Any]) -> tuple[str, int, str]:
-    seq = record.get("chain_seq")
-    ident = next((str(record[key]) for key in _ID_FIELDS if key in record), "")
-    return str(record.get("chain_id", "")), seq if isinstance(seq, int) else 0, ident
 
 
 def build_manifest(
@@ -299,7 +291,7 @@ def _checked(
     verifier: LinkVerifier,
     time_left: Callable[[], float] | None,
 ) -> Iterator[dict[str, Any]]:
-    for line, record in enumerate(order_ties(records, file.time_field), start=1):
+    for line, record in enumerate(order_ties(records, file), start=1):
         view = exported_view(record)
         if file.chained:
             verifier.check(view, file=file.name, line=line, record_id=str(view.get(file.id_field) or ""))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from connector_sla.evidence.bundle import EvidenceFile
@@ -246,6 +248,7 @@ class EvidenceBucket:
     def __init__(self, s3: Any, name: str) -> None:
         self.s3 = s3
         self.name = name
+        self._presigner: Any = None
 
     def open_bundle(
         self, key: str, *, retain_until: datetime, metadata: Mapping[str, str], part_size: int = PART_SIZE
@@ -315,7 +318,18 @@ class EvidenceBucket:
         }
         if version_id:
             params["VersionId"] = version_id
-        return str(self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
+        url = self.presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
+        return str(url)
+
+    @property
+    def presigner(self) -> Any:
+        """A client like ``s3`` that presigns with SigV4 (``X-Amz-Expires``), asked for explicitly: left to its
+        default, botocore presigns with the legacy SigV2 on the us-east-1 endpoint, which S3 refuses in regions
+        opened since 2014."""
+        if self._presigner is None:
+            sigv4 = self.s3.meta.config.merge(Config(signature_version="s3v4"))
+            self._presigner = boto3.client("s3", region_name=self.s3.meta.region_name, config=sigv4)
+        return self._presigner
 
 
 class ExportLauncher:

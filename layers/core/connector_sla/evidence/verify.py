@@ -4,9 +4,10 @@
     python verify.py bundle.zip        (this file, copied beside chain.py and bundle.py)
 
 Checks that each file's SHA-256 and record count match the manifest, that no file is missing or added, that every
-chained record hashes to its ``record_hash`` and links to its predecessor, and (with ``--manifest``, the
-``manifest.json`` object stored beside the bundle in S3) that the bundle is byte for byte the one that was
-exported. It names the first record that does not verify. Exit status: 0 verified, 1 not verified, 2 usage error.
+record is in its place in the file's order (so a moved record is named), that every chained record hashes to its
+``record_hash`` and links to its predecessor, and (with ``--manifest``, the ``manifest.json`` object stored beside
+the bundle in S3) that the bundle is byte for byte the one that was exported. It names the first record that does
+not verify. Exit status: 0 verified, 1 not verified, 2 usage error.
 
 Chains are checked whatever order their records come in (time order and chain order can differ by a few
 milliseconds between writers), with chain positions kept in SQLite: memory stays flat for any bundle size.
@@ -208,9 +209,22 @@ class Verification:
     def verified(self) -> bool:
         return not self.problems and self.chain_report is not None and self.chain_report.verified
 
+    @property
+    def first_record_problem(self) -> Problem | None:
+        """The first record, in bundle order, that does not verify (altered, unlinked, moved or unreadable)."""
+        order = {file.name: index for index, file in enumerate(bundle.EVIDENCE_FILES)}
+        candidates = [problem for problem in self.problems if problem.line]
+        if self.chain_report is not None and self.chain_report.first_problem is not None:
+            candidates.append(self.chain_report.first_problem)
+        if not candidates:
+            return None
+        return min(candidates, key=lambda problem: (order.get(problem.file, len(order)), problem.line))
+
     def to_dict(self) -> dict[str, Any]:
+        first = self.first_record_problem
         return {
             "verified": self.verified,
+            "first_record_problem": first.to_dict() if first else None,
             "problems": [problem.to_dict() for problem in self.problems],
             "chains": self.chain_report.to_manifest() if self.chain_report else None,
         }
@@ -233,10 +247,11 @@ def _check_file(
     file = bundle.FILES_BY_NAME.get(name)
     digest = hashlib.sha256()
     count = 0
+    previous: tuple[bundle.RecordOrder, int, str] | None = None
     with archive.open(name) as stream:
         for count, line in enumerate(bundle.read_lines(stream), start=1):
             digest.update(line)
-            if file is None or not file.chained:
+            if file is None:
                 continue
             try:
                 record = json.loads(line)
@@ -246,7 +261,13 @@ def _check_file(
             if not isinstance(record, dict):
                 result.problems.append(Problem(name, count, "not a JSON object"))
                 continue
-            verifier.check(record, file=name, line=count, record_id=str(record.get(file.id_field) or ""))
+            record_id = str(record.get(file.id_field) or "")
+            position = bundle.record_order(record, file)
+            if previous is not None and position < previous[0]:
+                result.problems.append(_moved(name, count, record, record_id, previous[1:]))
+            previous = (position, count, record_id)
+            if file.chained:
+                verifier.check(record, file=name, line=count, record_id=record_id)
     actual = digest.hexdigest()
     problems = []
     if actual != entry.get("sha256"):
@@ -257,6 +278,16 @@ def _check_file(
         result.problems.append(Problem(name, 0, reason))
     verdict = "FAILED" if problems else "ok"
     result.lines.append(f"{verdict:9s} {name:20s} {count:>8d} records  sha256 {actual}")
+
+
+def _moved(name: str, line: int, record: Mapping[str, Any], record_id: str, before: tuple[int, str]) -> Problem:
+    seq = record.get("chain_seq")
+    reason = (
+        f"out of order: it belongs before line {before[0]} ({before[1]}); records are in time order, then chain "
+        "order (a record was moved)"
+    )
+    chain_id = str(record.get("chain_id") or "")
+    return Problem(name, line, reason, record_id, chain_id, seq if chain_id and isinstance(seq, int) else None)
 
 
 def verify_bundle(path: Path, *, stored_manifest: Path | None = None) -> Verification:
@@ -308,8 +339,9 @@ def verify_bundle(path: Path, *, stored_manifest: Path | None = None) -> Verific
         f"chains    {report.chains} chains, {report.records} records checked "
         f"({report.chains_before_range} start before the range)"
     )
-    if report.first_problem is not None:
-        result.lines.append(f"chains    first record that does not verify: {report.first_problem}")
+    first = result.first_record_problem
+    if first is not None:
+        result.lines.append(f"records   first record that does not verify: {first}")
     if stored_manifest is not None:
         _check_stored_manifest(path, stored_manifest, manifest, result)
     return result
