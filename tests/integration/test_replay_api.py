@@ -548,3 +548,118 @@ def _force(bench: Bench, failure_id: str, **values: Any) -> None:
     row = table.get({"failure_id": failure_id}, consistent=True)
     assert row is not None
     table.put({**row, **values})
+
+
+# ------------------------------------------------------------------------------------------------ audit additions
+
+
+def test_the_time_filter_of_one_connector_bounds_failed_at_on_both_sides(bench):
+    # Given three rows of the connector, failed at three known times
+    bench.put_connector()
+    ids = [bench.report()["failure_id"] for _ in range(3)]
+    base = utcnow() - timedelta(hours=3)
+    table = bench.table("FailuresTable")
+    for hours, failure_id in enumerate(ids):
+        table.put({**bench.row(failure_id), "failed_at": to_iso(base + timedelta(hours=hours))})
+
+    # When the list asks for the window around the middle one
+    query = {
+        "connector_id": CONNECTOR,
+        "since": to_iso(base + timedelta(minutes=30)),
+        "until": to_iso(base + timedelta(minutes=90)),
+    }
+    status, page = bench.call("GET", "/events/connectors/failures", query=query)
+
+    # Then only the middle row is listed
+    assert status == 200, page
+    assert [item["failure_id"] for item in page["items"]] == [ids[1]]
+
+
+def test_a_saved_patch_is_stamped_with_the_time_it_was_saved(bench):
+    bench.put_connector()
+    failure_id = bench.report()["failure_id"]
+    before = utcnow()
+
+    status, saved = patch(bench, failure_id, [{"op": "add", "path": "/currency", "value": "EUR"}])
+
+    assert status == 200, saved
+    (entry,) = saved["failure"]["patches"]
+    assert to_iso(before) <= entry["at"] <= to_iso(utcnow())
+    assert saved["failure"]["history"][-1]["at"] == entry["at"]
+
+
+def test_a_row_being_replayed_cannot_be_patched_and_stays_as_it_was(bench):
+    bench.put_connector()
+    failure_id = bench.report()["failure_id"]
+    _force(bench, failure_id, status="replaying", replay_id="rpl_01JOTHER00000000000000000")
+
+    status, response = patch(bench, failure_id, [{"op": "add", "path": "/x", "value": 1}])
+
+    assert status == 409 and "is being replayed by rpl_01JOTHER00000000000000000" in response["message"]
+    row = bench.row(failure_id)
+    assert row["version"] == 1 and row["patch_count"] == 0 and "x" not in json.loads(row["payload_json"])
+
+
+def test_a_failed_again_report_naming_another_connectors_row_is_refused(bench):
+    bench.put_connector()
+    bench.put_connector("billing-kafka")
+    failure_id = bench.report()["failure_id"]
+    _force(
+        bench, failure_id, status="replayed", replay_id="rpl_01JOTHER00000000000000000", replay_key=f"{failure_id}:1"
+    )
+    body = {
+        "connector_id": "billing-kafka",
+        "source_id": "pg-primary",
+        "error_kind": "mapping",
+        "error_message": "consumer could not map amount",
+        "replay_key": f"{failure_id}:1",
+    }
+
+    status, response = bench.call("POST", "/events/connectors/failures", body=body)
+
+    assert status == 400 and f"belongs to connector {CONNECTOR}, not billing-kafka" in response["message"]
+    assert bench.row(failure_id)["status"] == "replayed"
+    assert bench.counters("billing-kafka")["dead_letter_total"] == 0
+
+
+def test_a_dry_run_over_a_long_backlog_stops_at_its_page_budget_and_says_it_is_incomplete(bench):
+    # Given five rows, and a dry run that may read two pages of two rows
+    bench.put_connector()
+    ids = [bench.report()["failure_id"] for _ in range(5)]
+    bench.api.service.dry_run_page_size = 2
+    bench.api.service.dry_run_page_budget = 2
+
+    # When a filter dry run selects every row
+    status, plan = bench.replay(filter={}, dry_run=True)
+
+    # Then it shows the four rows it read, oldest first, and says the plan is incomplete
+    assert status == 200, plan
+    assert [item["failure_id"] for item in plan["would_replay"]] == ids[:4]
+    assert plan["counts"]["examined"] == 4 and plan["complete"] is False and plan["truncated"] is True
+
+    # And with room for every page, the same dry run is complete
+    bench.api.service.dry_run_page_budget = 10
+    status, plan = bench.replay(filter={}, dry_run=True)
+    assert plan["counts"]["examined"] == 5 and plan["complete"] is True and plan["truncated"] is False
+
+
+def test_starting_a_replay_costs_the_same_requests_for_a_thousand_rows_as_for_ten(bench):
+    # Given a connector, and every DynamoDB request of the API counted
+    bench.put_connector()
+    requests: list[str] = []
+    dynamodb = bench.api.service.store.dynamodb
+    dynamodb.meta.events.register("before-call.dynamodb", lambda model, **_: requests.append(model.name))
+
+    def requests_to_start(count: int) -> list[str]:
+        requests.clear()
+        failure_ids = [f"flr_{n:026d}" for n in range(count)]
+        status, job = bench.replay(failure_ids=failure_ids)
+        assert status == 202 and job["progress"]["total"] == count
+        return list(requests)
+
+    # When a replay of ten rows and one of a thousand rows are started
+    ten, thousand = requests_to_start(10), requests_to_start(1000)
+
+    # Then both requests did the same few things (the rows are read by the worker, not by the API)
+    assert ten == thousand
+    assert len(thousand) <= 3

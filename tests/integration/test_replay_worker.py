@@ -298,7 +298,8 @@ def test_a_replay_short_of_time_saves_its_place_starts_its_continuation_and_goes
     # Then it stopped before the second batch, and started its own continuation
     assert summary["status"] == "interrupted" and summary["interrupted_reason"] == "timeout"
     assert bench.worker_launcher.launched == [replay_id]
-    assert bench.job(replay_id)["progress"]["examined"] == 4
+    progress = bench.job(replay_id)["progress"]
+    assert progress["examined"] == 4 and progress["total"] == 10 and progress["percent"] == 40
 
     # When the continuation runs
     bench.run_worker(replay_id)
@@ -368,3 +369,159 @@ def test_a_target_removed_from_the_allowed_list_stops_the_job_before_anything_is
     assert summary["interrupted_reason"] == "target_not_allowed"
     assert "is not an allowed replay target" in bench.job(replay_id)["last_error"]
     assert bench.row(failure_id)["status"] == "dead" and bench.drain_queue() == []
+
+
+# ------------------------------------------------------------------------------------------------ audit additions
+
+
+class ConsumerFailingAtOnce:
+    """The real (moto) SQS client; right after ``row`` is sent, its consumer reports that it failed again."""
+
+    def __init__(self, real: Any, bench: Bench, row: str) -> None:
+        self.real = real
+        self.bench = bench
+        self.row = row
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, Any]]) -> dict[str, Any]:
+        response = self.real.send_message_batch(QueueUrl=QueueUrl, Entries=Entries)
+        if any(entry["Id"] == self.row for entry in Entries):
+            status, answer = fail_again(self.bench, f"{self.row}:1")
+            assert status == 200 and answer["outcome"] == "failed_again", answer
+        return response
+
+
+def test_a_row_that_fails_again_before_the_worker_records_it_stays_dead_and_is_counted_once(bench):
+    # Given three rows, and a consumer that fails the second one the moment it receives it
+    bench.put_connector()
+    ids = [bench.report(retry_count=1)["failure_id"] for _ in range(3)]
+    publishers = bench.worker.worker.publishers
+    publishers.sqs = ConsumerFailingAtOnce(publishers.sqs, bench, ids[1])
+
+    # When the replay runs
+    replay_id = start(bench, failure_ids=ids)
+    summary = bench.run_worker(replay_id)
+
+    # Then the worker did not overwrite the failure: that row is dead, retry count 2, its history in order
+    row = bench.row(ids[1])
+    assert row["status"] == "dead" and int(row["retry_count"]) == 2
+    assert [item["event"] for item in row["history"]] == ["reported", "replay_started", "failed_again"]
+    assert [bench.row(failure_id)["status"] for failure_id in (ids[0], ids[2])] == ["replayed", "replayed"]
+
+    # And the counters and the job count it once, as failed again and not as replayed
+    assert bench.counters() == {"dead_letter_total": 4, "pending_replay": 1, "replayed_total": 2}
+    progress = bench.job(replay_id)["progress"]
+    assert progress["published"] == 3 and progress["replayed"] == 2 and progress["failed_again"] == 1
+    assert summary["status"] == "succeeded" and summary["replayed"] == 2
+    assert_never_lost(bench, ids)
+
+
+def test_a_consumer_may_report_a_failure_again_by_failure_id_alone(bench):
+    # Given a replayed row
+    bench.put_connector()
+    failure_id = bench.report(retry_count=0)["failure_id"]
+    bench.run_worker(start(bench, failure_ids=[failure_id]))
+
+    # When its consumer reports the failure naming only the failure id
+    status, response = bench.call(
+        "POST",
+        "/events/connectors/failures",
+        body={
+            "connector_id": CONNECTOR,
+            "source_id": "pg-replica",
+            "error_kind": "upstream",
+            "error_message": "downstream API answered 503",
+            "failure_id": failure_id,
+            "retry_count": 5,
+        },
+    )
+
+    # Then it is the failure of the latest replay: dead, retry count 1, what the consumer said kept in the history
+    assert status == 200 and response["outcome"] == "failed_again"
+    row = response["failure"]
+    assert row["status"] == "dead" and row["retry_count"] == 1 and row["error_kind"] == "upstream"
+    assert row["last_failed_replay_key"] == f"{failure_id}:1"
+    last = row["history"][-1]
+    assert last["event"] == "failed_again" and last["source_id"] == "pg-replica"
+    assert last["reported_retry_count"] == 5 and last["replay_key"] == f"{failure_id}:1"
+
+
+def test_a_filter_replay_short_of_time_goes_on_from_its_saved_place_without_repeats(bench):
+    # Given eleven rows (pages of 10, batches of 4)
+    bench.put_connector()
+    ids = [bench.report()["failure_id"] for _ in range(11)]
+    replay_id = start(bench, filter={})
+
+    # When the first invocation has time for two batches (calls: the lease, batch 1, batch 2, the check before 3)
+    summary = bench.run_worker(replay_id, remaining=[900_000, 900_000, 900_000, 1_000])
+
+    # Then eight rows are replayed and the job shows it while it waits for its continuation
+    assert summary["status"] == "interrupted" and summary["interrupted_reason"] == "timeout"
+    job = bench.job(replay_id)
+    assert job["status"] == "interrupted" and job["progress"]["examined"] == 8 and job["progress"]["replayed"] == 8
+    assert [bench.row(failure_id)["status"] for failure_id in ids] == ["replayed"] * 8 + ["dead"] * 3
+
+    # When the continuation runs
+    bench.run_worker(replay_id)
+
+    # Then every row went out exactly once, oldest first
+    assert [message["failure_id"] for message in bench.drain_queue()] == ids
+    assert bench.job(replay_id)["status"] == "succeeded"
+    assert bench.counters() == {"dead_letter_total": 11, "pending_replay": 0, "replayed_total": 11}
+
+
+class WorkerKilled(BaseException):
+    """The runtime ending the invocation (hard timeout, out of memory): no handler code runs after it."""
+
+
+class KilledBeforeSending:
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.kills = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
+        if self.kills:
+            self.kills -= 1
+            raise WorkerKilled()
+        return self.real.send_message_batch(**kwargs)
+
+
+def test_a_worker_killed_mid_batch_leaves_its_rows_replaying_and_a_resume_publishes_each_once(bench):
+    # Given five rows, and a worker that is killed after claiming its first batch, before sending it
+    bench.put_connector()
+    ids = [bench.report()["failure_id"] for _ in range(5)]
+    publishers = bench.worker.worker.publishers
+    publishers.sqs = KilledBeforeSending(publishers.sqs)
+    replay_id = start(bench, failure_ids=ids)
+    with pytest.raises(WorkerKilled):
+        bench.run_worker(replay_id)
+
+    # Then no row is lost: the claimed batch is replaying (with its history), the rest dead, nothing sent
+    assert [bench.row(failure_id)["status"] for failure_id in ids] == ["replaying"] * 4 + ["dead"]
+    assert_never_lost(bench, ids)
+    assert bench.drain_queue() == []
+
+    # And while the dead worker's lease runs, the job cannot be resumed
+    job = bench.job(replay_id)
+    assert job["status"] == "running" and job["resumable"] is False
+    assert bench.call("POST", f"/events/connectors/replays/{replay_id}/resume")[0] == 409
+
+    # When the lease has run out and the job is resumed
+    jobs = bench.table("JobsTable")
+    stored = jobs.get({"pk": replay_id, "sk": "REPLAY"}, consistent=True)
+    jobs.put({**stored, "lease_until": "2000-01-01T00:00:00.000Z"})
+    assert bench.job(replay_id)["resumable"] is True
+    assert bench.call("POST", f"/events/connectors/replays/{replay_id}/resume")[0] == 202
+    bench.run_worker(replay_id)
+
+    # Then every row was published exactly once, with attempt 1's key, and the counters are exact
+    messages = bench.drain_queue()
+    assert Counter(message["replay_key"] for message in messages) == Counter(f"{i}:1" for i in ids)
+    assert bench.job(replay_id)["status"] == "succeeded"
+    assert bench.counters() == {"dead_letter_total": 5, "pending_replay": 0, "replayed_total": 5}
+    assert_never_lost(bench, ids)

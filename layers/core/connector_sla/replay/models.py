@@ -264,7 +264,9 @@ class ReplayPlan(BaseModel):
     counts: DryRunCounts
     canary_rows: list[str] = Field(default_factory=list, description="The rows a canary would replay first.")
     truncated: bool = Field(description="The lists show only the first list_limit rows, or not every row was read.")
-    complete: bool = Field(description="Every selected row was examined (a filter stops after 10,000 rows).")
+    complete: bool = Field(
+        description="Every selected row was examined (a filter stops after 10,000 rows or 40 pages of them)."
+    )
 
 
 class ReplayProgress(BaseModel):

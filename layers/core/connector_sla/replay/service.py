@@ -77,6 +77,10 @@ logger = Logger(child=True)
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 JOB_RETENTION = timedelta(days=90)
 DRY_RUN_EXAMINE_LIMIT = 10_000
+# A page is at most 1 MB: with large payloads 10,000 rows are hundreds of pages; this keeps a dry run well inside
+# the API's 29 seconds.
+DRY_RUN_PAGE_BUDGET = 40
+DRY_RUN_PAGE_SIZE = 1000
 _FAILED_AGAIN_ATTEMPTS = 3
 
 
@@ -208,6 +212,9 @@ class FailuresService:
         self.jobs = jobs
         self.launcher = launcher
         self.allowed_targets = allowed_targets
+        self.dry_run_examine_limit = DRY_RUN_EXAMINE_LIMIT
+        self.dry_run_page_budget = DRY_RUN_PAGE_BUDGET
+        self.dry_run_page_size = DRY_RUN_PAGE_SIZE
 
     @classmethod
     def from_settings(cls) -> FailuresService:
@@ -451,18 +458,32 @@ class FailuresService:
         return job_view(job, now)
 
     def _plan(self, request: ReplayRequest, target: ReplayTarget, *, now: datetime) -> ReplayPlan:
-        decisions: list[tuple[ReplayDecision, Mapping[str, Any] | None]] = []
+        """The plan of a dry run. Only what the plan shows is kept of each row (never its payload), and a filter
+        stops after ``dry_run_examine_limit`` rows or ``dry_run_page_budget`` pages, so one request stays short
+        and small whatever the backlog (``complete`` then says so)."""
+        chosen: list[ReplayCandidate] = []
+        skipped: list[ReplayDecision] = []
+        examined = 0
         complete = True
+
+        def examine(decision: ReplayDecision, row: Mapping[str, Any] | None) -> None:
+            nonlocal examined
+            examined += 1
+            if decision.action == "replay" and row is not None:
+                chosen.append(_candidate(row))
+            elif decision.action == "skip":
+                skipped.append(decision)
+
         if request.failure_ids is not None:
             selected = request.selected_ids()
             rows = self.store.get_many(selected)
             for failure_id in selected:
                 row = rows.get(failure_id)
-                decision = replay_decision(row, failure_id=failure_id, connector_id=request.connector_id)
-                decisions.append((decision, row))
+                examine(replay_decision(row, failure_id=failure_id, connector_id=request.connector_id), row)
         else:
             record = _filter_record(request, now)
             after = None
+            pages = 0
             while True:
                 items, after = self.store.replay_page(
                     request.connector_id,
@@ -472,41 +493,29 @@ class FailuresService:
                     error_kind=record.get("error_kind"),
                     replay_id=None,
                     after=after,
-                    limit=1000,
+                    limit=self.dry_run_page_size,
                 )
+                pages += 1
                 for item in items:
                     decision = replay_decision(item, failure_id=item["failure_id"], connector_id=request.connector_id)
-                    decisions.append((decision, item))
+                    examine(decision, item)
                 if after is None:
                     break
-                if len(decisions) >= DRY_RUN_EXAMINE_LIMIT:
+                if examined >= self.dry_run_examine_limit or pages >= self.dry_run_page_budget:
                     complete = False
                     break
-        chosen = [(decision, row) for decision, row in decisions if decision.action == "replay" and row is not None]
-        skipped = [decision for decision, _ in decisions if decision.action == "skip"]
         limit = request.list_limit
-        candidates = [
-            ReplayCandidate(
-                failure_id=row["failure_id"],
-                status=row["status"],
-                error_kind=row["error_kind"],
-                retry_count=int(row["retry_count"]),
-                payload_sha256=row["payload_sha256"],
-                replay_key=replay_key(row["failure_id"], int(row.get("replay_attempts") or 0) + 1),
-            )
-            for _, row in chosen[:limit]
-        ]
-        canary_rows = [row["failure_id"] for _, row in chosen[: request.canary.rows]] if request.canary else []
+        canary_rows = [candidate.failure_id for candidate in chosen[: request.canary.rows]] if request.canary else []
         return ReplayPlan.model_validate(
             {
                 "connector_id": request.connector_id,
                 "target": {"kind": target.kind, "arn": target.arn},
-                "would_replay": candidates,
+                "would_replay": chosen[:limit],
                 "skipped": [
                     SkippedRow(failure_id=item.failure_id, reason=str(item.reason), detail=item.detail)
                     for item in skipped[:limit]
                 ],
-                "counts": {"examined": len(decisions), "would_replay": len(chosen), "skipped": len(skipped)},
+                "counts": {"examined": examined, "would_replay": len(chosen), "skipped": len(skipped)},
                 "canary_rows": canary_rows,
                 "truncated": len(chosen) > limit or len(skipped) > limit or not complete,
                 "complete": complete,
@@ -550,6 +559,17 @@ class FailuresService:
         if job is None:
             raise NotFound(f"replay {replay_id} does not exist")
         return job
+
+
+def _candidate(row: Mapping[str, Any]) -> ReplayCandidate:
+    return ReplayCandidate(
+        failure_id=row["failure_id"],
+        status=row["status"],
+        error_kind=row["error_kind"],
+        retry_count=int(row["retry_count"]),
+        payload_sha256=row["payload_sha256"],
+        replay_key=replay_key(row["failure_id"], int(row.get("replay_attempts") or 0) + 1),
+    )
 
 
 def _filter_record(request: ReplayRequest, now: datetime) -> dict[str, Any]:
