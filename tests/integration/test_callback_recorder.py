@@ -11,7 +11,7 @@ from connector_sla.alerts.records import shard_of
 from connector_sla.callbacks import CallbackIntake, CallbackRecorder
 from connector_sla.evidence.chain import ChainVerifier
 from connector_sla.ids import stable_id
-from connector_sla.storage.dynamo import Expression, Table
+from connector_sla.storage.dynamo import Expression, Table, TransactionCanceled
 from tests.support import Aws
 
 NOW = datetime(2026, 12, 3, 19, 30, tzinfo=UTC)
@@ -168,3 +168,76 @@ def test_an_intake_that_breaks_the_contract_is_refused_before_anything_is_read(a
     with pytest.raises(ValueError, match="status"):
         recorder.record(reconcile_intake("ntf_A", "snoozed"))
     assert records(aws) == []
+
+
+def test_the_same_callback_delivered_twice_at_once_changes_state_once_and_is_recorded_once(aws, recorder, monkeypatch):
+    # Given two deliveries of one callback that both read the rows before either writes
+    alert = put_notification(aws)
+    intake = reconcile_intake(alert["notification_id"], "acknowledged", provider_event_id="evt-twice")
+    read = recorder._read
+    reads = []
+
+    def read_while_the_other_delivery_writes(*args: Any, **kwargs: Any) -> Any:
+        snapshot = read(*args, **kwargs)
+        reads.append(snapshot.earlier is not None)
+        if len(reads) == 1:
+            monkeypatch.setattr(recorder, "_read", read)
+            first_outcomes.append(recorder.record(intake))
+            monkeypatch.setattr(recorder, "_read", read_while_the_other_delivery_writes)
+        return snapshot
+
+    first_outcomes: list[Any] = []
+    monkeypatch.setattr(recorder, "_read", read_while_the_other_delivery_writes)
+
+    # When the slower delivery writes on its stale read
+    second = recorder.record(intake)
+
+    # Then its write was refused, it read again, and it answers as the duplicate of the faster one
+    (first,) = first_outcomes
+    assert reads == [False, True]
+    assert first.ack_applied and not first.duplicate
+    assert second.duplicate and not second.ack_applied and second.callback_id == first.callback_id
+    row = table(aws, "NotificationsTable").get({"notification_id": alert["notification_id"]})
+    assert row["ack_state"] == "acknowledged" and row["version"] == alert["version"] + 1
+    (record,) = records(aws)
+    assert record["duplicate_count"] == 1 and record["chain_seq"] == 1
+
+
+def test_a_transaction_conflict_with_another_writer_is_retried_not_raised(aws, recorder, monkeypatch):
+    # Given DynamoDB cancelling the first transaction because another one held the notification
+    import connector_sla.callbacks.recorder as recorder_module
+
+    alert = put_notification(aws)
+    real_transact = recorder_module.transact
+    attempts = []
+
+    def conflict_once(dynamodb: Any, actions: list[dict[str, Any]], **kwargs: Any) -> None:
+        attempts.append(len(actions))
+        if len(attempts) == 1:
+            raise TransactionCanceled([None, "TransactionConflict"])
+        real_transact(dynamodb, actions, **kwargs)
+
+    monkeypatch.setattr(recorder_module, "transact", conflict_once)
+
+    # When a callback is recorded
+    outcome = recorder.record(reconcile_intake(alert["notification_id"], "acknowledged"))
+
+    # Then it was written on the second attempt
+    assert attempts == [2, 2] and outcome.ack_applied
+    assert len(records(aws)) == 1
+
+
+def test_a_transaction_refused_for_another_reason_is_not_retried(aws, recorder, monkeypatch):
+    import connector_sla.callbacks.recorder as recorder_module
+
+    alert = put_notification(aws)
+    attempts = []
+
+    def refuse(*_args: Any, **_kwargs: Any) -> None:
+        attempts.append(1)
+        raise TransactionCanceled([None, "ValidationError"])
+
+    monkeypatch.setattr(recorder_module, "transact", refuse)
+    with pytest.raises(TransactionCanceled):
+        recorder.record(reconcile_intake(alert["notification_id"], "acknowledged"))
+    assert attempts == [1]

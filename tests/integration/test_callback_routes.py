@@ -319,3 +319,32 @@ def test_runbook_steps_5_and_6_hold_after_an_ack_callback(aws, alerts):
         "acknowledged",
         "verified",
     )
+
+
+def test_a_redelivered_and_an_unmatched_webhook_callback_are_visible_in_the_history(aws, alerts):
+    # Given the generic provider's secret and an unacked alert
+    secret = "history-secret"
+    name = f"{service_settings().provider_secrets_path}/generic"
+    aws.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps({"signing_secret": secret}))
+    alert = put_notification(aws, "redelivered")
+    payload = {"event_id": "evt-redelivered", "status": "acknowledged", "notification_id": alert["notification_id"]}
+
+    # When the provider delivers the same acknowledgement twice, and a callback for a notification we never sent
+    first, again = post_callback(aws, payload, secret=secret), post_callback(aws, payload, secret=secret)
+    stray = post_callback(
+        aws, {"status": "resolved", "notification_id": "ntf_NEVERSENT", "incident_id": INCIDENT}, secret=secret
+    )
+    assert (first[0], again[0], stray[0]) == (200, 200, 200) and again[1]["duplicate"] is True
+
+    # Then the notification's history holds one record that counts the repeated delivery
+    status, body = get(aws, alerts, EVENTS, notification_id=alert["notification_id"])
+    assert status == 200, body
+    (event,) = body["items"]
+    assert event["duplicate_count"] == 1 and event["ack_applied"] is True and event["signature"] == "verified"
+    assert event["received_at"] and event["provider"] == "generic" and event["incident_id"] == INCIDENT
+    # And the unmatched one is listed by the unmatched filter, with the keys the provider sent
+    status, body = get(aws, alerts, EVENTS, unmatched="true", incident_id=INCIDENT)
+    assert status == 200, body
+    assert [(item["notification_id"], item["matched"], item["unmatched_reason"]) for item in body["items"]] == [
+        ("ntf_NEVERSENT", False, "notification_not_found")
+    ]

@@ -128,6 +128,23 @@ def test_wrong_types_are_refused_naming_the_field(payload, field):
     assert refusal(payload).field == field
 
 
+def test_a_pagerduty_callback_without_its_key_says_where_this_provider_reads_it():
+    payload = pagerduty_payload()
+    del payload["event"]["data"]["incident_key"]
+    problem = refusal(payload, PAGERDUTY_V3_MAPPING, PAGERDUTY_V3_STATUS_MAP)
+    assert problem.field == "notification_id"
+    assert "notification_id or delivery_id" in problem.message
+    assert "'event.data.incident_key'" in problem.message and "custom_details" not in problem.message
+
+
+def test_an_event_id_number_too_long_for_an_id_is_refused_not_stored():
+    base = {"status": "closed", "notification_id": "n"}
+    assert apply_mapping({**base, "id": 10**198}, DEFAULT_MAPPING, {}).event_id == str(10**198)
+    assert refusal({**base, "id": 10**199}).field == "event_id"
+    # Larger than Python prints as text (json.loads itself refuses such numbers; a JMESPath sum need not)
+    assert refusal({**base, "id": [10**4000] * 3}, {**DEFAULT_MAPPING, "event_id": "sum(id)"}).field == "event_id"
+
+
 def test_a_numeric_event_id_is_kept_as_text():
     assert apply_mapping({"status": "closed", "notification_id": "n", "id": 42}, DEFAULT_MAPPING, {}).event_id == "42"
 

@@ -199,6 +199,29 @@ def test_standard_webhooks_refuses_stale_and_missing_headers():
     assert refused("standard_webhooks", headers, secrets=(secret,)).reason == MISSING
 
 
+def test_every_offered_digest_is_compared_in_constant_time_with_every_secret(monkeypatch):
+    # Given compare_digest observed, and a header whose first entry already matches the first secret
+    import connector_sla.callbacks.signatures as signatures
+
+    compared: list[tuple[bytes, bytes]] = []
+    constant_time = hmac.compare_digest
+
+    def observed(left: bytes, right: bytes) -> bool:
+        compared.append((left, right))
+        return constant_time(left, right)
+
+    monkeypatch.setattr(signatures.hmac, "compare_digest", observed)
+    headers = hmac_headers()
+    headers["x-callback-signature"] += ",sha256=" + "0" * 64
+
+    # When it is verified against two secrets
+    result = verify("hmac_sha256", headers, BODY, (SECRET, OLD_SECRET), now=NOW)
+
+    # Then all four pairs went through compare_digest: no early exit, no plain equality that leaks timing
+    assert result.result == "verified"
+    assert len(compared) == 4 and len(set(compared)) == 4
+
+
 # ---------------------------------------------------------------------------------------------- PagerDuty v3
 
 

@@ -168,8 +168,8 @@ def apply_mapping(payload: Any, mapping: Mapping[str, str], status_map: Mapping[
         read_with = "; ".join(f"{name} from {mapping[name]!r}" for name in CORRELATION_FIELDS if name in mapping)
         raise MappingRefused(
             "notification_id",
-            "callback names no notification: send notification_id or delivery_id (at the top level or in "
-            f"custom_details); this provider reads {read_with or 'neither'}",
+            "callback names no notification: send a correlation key, notification_id or delivery_id; this "
+            f"provider reads {read_with or 'neither'}",
         )
     return mapped
 
@@ -206,7 +206,10 @@ def _text(value: Any, name: str) -> str | None:
 
 def _event_id(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
+        # A number of thousands of digits is no event id (and Python refuses to print the longest ones).
+        if abs(value) >= 10 ** (MAX_VALUE - 1):
+            raise MappingRefused("event_id", f"event_id must be text or a number of at most {MAX_VALUE - 1} digits")
+        return _text(str(value), "event_id")
     return _text(value, "event_id")
 
 

@@ -104,12 +104,14 @@ class CallbackRecorder:
             try:
                 outcome = self._write(intake, callback_id, snapshot)
             except TransactionCanceled as error:
-                if not error.condition_failed:
+                if not _lost_race(error):
                     raise
-                logger.info("callback write raced, reading again", callback_id=callback_id)
+                logger.info("callback write raced, reading again", callback_id=callback_id, reasons=error.reasons)
                 continue
             # Limitation: the ETA is committed after the callback's transaction (the state row is another table's
             # optimistic lock); if that commit keeps losing races, a redelivery is a duplicate and does not retry it.
+            # Limitation: a callback that carries an ETA costs the ledger's read and commit on top of the three
+            # requests of any accepted callback (the state row is only known once the notification is read).
             if outcome.matched and intake.eta and self.eta is not None and outcome.connector_id:
                 eta_recorded = self.eta.record(
                     outcome.connector_id,
@@ -268,6 +270,11 @@ class CallbackRecorder:
 class _HeadUpdate:
     sealed: dict[str, Any]
     action: dict[str, Any]
+
+
+def _lost_race(error: TransactionCanceled) -> bool:
+    """A row changed after it was read (a condition failed), or another transaction held one of its items."""
+    return error.condition_failed or "TransactionConflict" in error.reasons
 
 
 def _head_condition(expr: Expression, head: ChainHead, *, seq_attribute: str = "callback_chain_seq") -> str:
