@@ -3,10 +3,13 @@ an unacknowledged L3 round without ETA re-escalates; races with other state writ
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 
+from connector_sla.callbacks.signatures import sign_hmac_sha256
 from connector_sla.timeutil import parse_iso, to_iso
-from tests.integration.test_escalation_support import later, scenario
+from tests.integration.test_escalation_support import later, read_secret, scenario
 from tests.support import call_api
 
 __all__ = ["scenario"]
@@ -83,6 +86,52 @@ def test_an_eta_is_recorded_through_the_ledger_and_its_passing_re_escalates(scen
     # And the first round's watches are over: only the new round waits
     watching = [item for item in scenario.notifications(incident_id) if item.get("due_kind") == "eta_reminder"]
     assert {item["transition_id"] for item in watching} == {reescalated[0]["transition_id"]}
+
+
+def test_an_eta_sent_through_the_callback_brings_the_watch_forward_and_re_escalates_when_it_passes(scenario):
+    # Given an incident at L3 whose watch would next remind in 15 minutes
+    incident_id, l3 = reach_l3(scenario)
+    [email] = [item for item in l3 if item["channel"] == "email"]
+    reminder_due = parse_iso(email["due_at"])
+    eta = (datetime.now(UTC) + timedelta(minutes=5)).replace(microsecond=0)
+    assert eta < reminder_due
+
+    # When the duty manager acknowledges in the on-call tool with an ETA 5 minutes ahead (a signed callback)
+    body = json.dumps(
+        {
+            "event_id": "evt-eta-1",
+            "status": "acknowledged",
+            "delivery_id": email["last_delivery_id"],
+            "eta": to_iso(eta),
+            "acknowledged_by": "duty-manager@example.com",
+        }
+    ).encode()
+    stamp = str(int(time.time()))
+    status, answer = call_api(
+        scenario.aws,
+        scenario.aws.load_handler("OncallCallbackFunction"),
+        "OncallCallbackFunction",
+        "POST",
+        "/alerts/oncall/callback",
+        raw_body=body,
+        headers={
+            "X-Callback-Timestamp": stamp,
+            "X-Callback-Signature": sign_hmac_sha256(read_secret(scenario.aws), stamp, body),
+        },
+    )
+    assert status == 200 and answer["eta_recorded"] is True, answer
+    scenario.deliver_stream()
+
+    # Then every L3 watch now falls due at the ETA, not at the later reminder
+    watching = [item for item in scenario.notifications(incident_id) if item.get("due_kind") == "eta_reminder"]
+    assert sorted(item["channel"] for item in watching) == ["bridge", "email"]
+    assert {item["due_at"] for item in watching} == {to_iso(eta)}
+    # When the ETA passes without recovery
+    scenario.tick(later(eta, seconds=1))
+    # Then the incident re-escalates once, naming the ETA that passed, and no reminder was sent
+    reescalated = [t for t in scenario.transitions("orders-db") if t["kind"] == "reescalated"]
+    assert len(reescalated) == 1 and reescalated[0]["eta"] == to_iso(eta)
+    assert [item for item in scenario.notifications(incident_id) if item["kind"] == "reminder"] == []
 
 
 def test_an_unacknowledged_l3_round_without_eta_re_escalates_after_its_ack_timeout(scenario):

@@ -6,11 +6,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from datetime import UTC, datetime
 
 from connector_sla.evidence.chain import ChainVerifier
 from connector_sla.timeutil import parse_iso
-from tests.integration.test_escalation_support import later, read_secret, scenario
+from tests.integration.test_escalation_support import CallbackRelay, later, read_secret, scenario
 
 __all__ = ["scenario"]
 
@@ -48,6 +49,12 @@ def test_opened_pages_the_oncall_provider_once_with_a_signed_webhook(scenario):
     assert notification["due_kind"] == "ack_timeout" and "unacked_shard" in notification
     [row] = scenario.deliveries(notification["notification_id"])
     assert row["status"] == "sent" and row["response_code"] == 202 and row["attempt"] == 1
+    assert isinstance(row["latency_ms"], int) and row["latency_ms"] >= 0 and "error" not in row
+    assert (row["notification_id"], row["channel"], row["target"]) == (
+        notification["notification_id"],
+        "oncall",
+        "generic",
+    )
     assert row["delivery_id"] == "dlv_" + notification["notification_id"][4:] + "_1"
     assert ChainVerifier().check(row, "deliveries") is None
     assert notification["delivery_chain_hash"] == row["record_hash"]
@@ -198,4 +205,31 @@ def test_recovery_sends_resolved_notices_to_everyone_notified_and_closes_the_not
     webhooks = scenario.provider.received("webhook")
     assert [w["payload"]["status"] for w in webhooks] == ["triggered", "resolved"]
     assert scenario.provider.provider.incidents[oncall_notice["resolves"][0]].status == "resolved"
-    assert len([m for m in scenario.emails() if m.subject.startswith("RESOLVED")]) == 2
+    assert len([m for m in scenario.emails() if m.subject.startswith("[RESOLVED] ")]) == 2
+
+
+def test_the_fake_provider_acknowledges_with_a_signed_callback_that_stops_the_escalation(scenario):
+    # Given the local fake provider acknowledging each page shortly after it arrives, through the real callback route
+    with CallbackRelay(scenario.aws) as relay:
+        scenario.provider.provider.callback_url = relay.url
+        scenario.provider.provider.auto_ack_seconds = 0.2
+
+        # When an incident opens and L1 is paged
+        incident_id = scenario.open_incident("orders-db")
+        scenario.deliver_stream()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not scenario.provider.provider.callbacks_sent:
+            time.sleep(0.05)
+
+    # Then the provider sent one signed ACK callback naming the notification and its delivery, and it was accepted
+    [sent] = scenario.provider.provider.callbacks_sent
+    [notification] = scenario.notifications(incident_id)
+    assert sent["status"] == 200, relay.answers
+    assert sent["payload"]["notification_id"] == notification["notification_id"]
+    assert sent["payload"]["delivery_id"] == notification["last_delivery_id"]
+    # And the notification is acknowledged, out of the unacknowledged list, its ack timer gone
+    assert notification["ack_state"] == "acknowledged" and notification["ack_source"] == "callback"
+    assert "unacked_shard" not in notification and "due_at" not in notification
+    # And a tick long after the ack timeout leaves the incident at L1
+    scenario.tick(later(parse_iso(notification["dispatched_at"]), hours=2))
+    assert scenario.ledger.read("orders-db")["level"] == "L1"

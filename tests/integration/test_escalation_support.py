@@ -6,6 +6,7 @@ The one test here checks the stream reader itself, so the scenario tests can tru
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from connector_sla.config import settings
 from connector_sla.ids import new_id
@@ -26,6 +28,7 @@ from connector_sla.timeutil import day_of, to_iso
 from devstack.fake_provider import FakeProvider
 from devstack.functions import LambdaContext
 from devstack.streams import to_lambda_record
+from tests.support import call_api
 
 SIGNALS_WARNING = {
     "freshness_lag": {"status": "warning", "value": 420, "warning": 300, "critical": 900},
@@ -66,6 +69,44 @@ class ProviderServer:
     def fail_next(self, count: int, status: int = 503) -> None:
         self.provider._fail_next = count
         self.provider._fail_status = status
+
+
+class CallbackRelay:
+    """Forwards what reaches it over HTTP to the real on-call callback handler, as the local gateway would: the
+    fake provider's signed ACK callbacks arrive through the same route a real provider calls."""
+
+    def __init__(self, aws: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/alerts/oncall/callback"
+        self.answers: list[tuple[int, Any]] = []
+        handler = aws.load_handler("OncallCallbackFunction")
+
+        def relay(environ: dict[str, Any], start_response: Any) -> Any:
+            request = Request(environ)
+            headers = {key: value for key, value in request.headers.items() if key.lower().startswith("x-")}
+            status, body = call_api(
+                aws,
+                handler,
+                "OncallCallbackFunction",
+                "POST",
+                request.path,
+                raw_body=request.get_data(),
+                query=dict(request.args),
+                headers=headers,
+            )
+            self.answers.append((status, body))
+            return Response(json.dumps(body), status=status, content_type="application/json")(environ, start_response)
+
+        self.server = make_server("127.0.0.1", self.port, relay, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> CallbackRelay:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.server.shutdown()
+        self.thread.join(timeout=5)
 
 
 @dataclass
@@ -218,8 +259,6 @@ def context(aws: Any, logical_id: str) -> LambdaContext:
 
 
 def read_secret(aws: Any) -> str:
-    import json
-
     name = f"{aws.template.parameters['ProviderSecretsPath']}/{aws.template.parameters['OncallProviderName']}"
     document = json.loads(aws.client("secretsmanager").get_secret_value(SecretId=name)["SecretString"])
     return str(document["signing_secret"])

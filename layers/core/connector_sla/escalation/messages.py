@@ -88,7 +88,8 @@ def next_steps(notification: Mapping[str, Any]) -> str:
 def email_message(notification: Mapping[str, Any], *, runbook_url: str) -> tuple[str, str]:
     """The subject and plain-text body of an email notification."""
     kind = notification.get("kind")
-    prefix = {"resolved": "RESOLVED ", "reminder": "REMINDER "}.get(str(kind), "")
+    # A resolved notice's summary already starts with [RESOLVED].
+    prefix = {"reminder": "REMINDER "}.get(str(kind), "")
     subject = f"{prefix}{notification.get('summary', '')}"[:200]
     lines = [
         str(notification.get("summary", "")),
