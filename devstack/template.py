@@ -132,7 +132,7 @@ class Template:
         if kind == "AWS::Cognito::UserPool":
             return {"Ref": f"{self.region}_local", "Arn": self.arn("cognito-idp", f"userpool/{self.region}_local")}
         if kind == "AWS::Cognito::UserPoolClient":
-            return {"Ref": "local-operator-client"}
+            return {"Ref": "localoperatorclient0123456"}
         # Before creation (e.g. when only the routes are needed), the ARNs resources would get.
         if kind == "AWS::DynamoDB::Table":
             arn = self.arn("dynamodb", f"table/{name}")

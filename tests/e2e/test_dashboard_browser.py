@@ -1,18 +1,22 @@
 """The operations dashboard in a real headless Chromium, against the local stack with a known scenario seeded.
 
 Chromium comes from Debian (`apt-get install -y chromium`; `.ci/run` installs it when run as root) and is driven by
-Playwright for Python. Screenshots go to tests/artifacts/; with UPDATE_DOC_SCREENSHOTS=1 they also replace the
-ones the documentation shows (docs/images/).
+Playwright for Python; CHROMIUM_PATH names another Chromium binary. Without Chromium every test here is skipped
+with a message that says how to enable them. Screenshots go to tests/artifacts/; with UPDATE_DOC_SCREENSHOTS=1 they
+also replace the ones the documentation shows (docs/images/).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -28,7 +32,7 @@ from connector_sla.timeutil import utcnow
 from devstack.stack import LocalStack, StackOptions
 from tests.known_scenario import KnownScenario
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
 DOC_IMAGES = ROOT / "docs" / "images"
@@ -48,9 +52,9 @@ pytestmark = [
     pytest.mark.skipif(
         not CHROMIUM.exists(),
         reason=(
-            "the dashboard browser test needs Chromium at /usr/bin/chromium: install it with "
-            "`apt-get install -y chromium` (Debian; .ci/run does it when run as root), then run "
-            "`.venv/bin/pytest -m browser`"
+            f"the dashboard browser test needs Chromium at {CHROMIUM}: install it with "
+            "`apt-get install -y chromium` (Debian; .ci/run does it when run as root) or point CHROMIUM_PATH at a "
+            "Chromium binary, then run `.venv/bin/pytest -m browser`"
         ),
     ),
 ]
@@ -100,7 +104,10 @@ def scenario(stack):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is installed from requirements/dev.txt")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="the browser test drives Chromium with Playwright: `.venv/bin/pip install -r requirements/dev.txt`",
+    )
     with sync_api.sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
         yield chromium
@@ -232,6 +239,26 @@ def test_an_auditor_exports_evidence_from_the_page_and_the_bundle_verifies(stack
     transitions = next(entry for entry in manifest["files"] if entry["name"] == "transitions.jsonl")
     expected = [item for item in scenario.written["TransitionsTable"] if item["connector_id"] == scenario.orders]
     assert transitions["records"] == len(expected)
+
+    # And the offline verifier, run as an auditor runs it (standard library only), says so: keep its output as a
+    # picture for the auditors' documentation
+    completed = subprocess.run(
+        [sys.executable, "-S", "-m", "connector_sla.evidence.verify", str(bundle)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT / "layers" / "core",
+    )
+    assert completed.returncode == 0 and "result    VERIFIED" in completed.stdout, completed.stdout
+    terminal = (
+        "<body style='margin:0'><pre style='margin:0;padding:14px 18px;background:#16202a;color:#e6edf3;"
+        "font:13px/1.45 ui-monospace,Menlo,Consolas,monospace'>"
+        f"$ python -m connector_sla.evidence.verify {export_id}.zip\n{html.escape(completed.stdout)}</pre></body>"
+    )
+    page.set_viewport_size({"width": 1180, "height": 300})
+    page.goto("about:blank")  # leave the dashboard: its Content-Security-Policy would block these inline styles
+    page.set_content(terminal)
+    keep_screenshot(page.locator("pre"), "evidence-verify.png")
 
 
 def test_a_refused_data_request_in_iam_mode_explains_sigv4(stack, scenario, page):

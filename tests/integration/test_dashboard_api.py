@@ -13,7 +13,7 @@ import pytest
 from connector_sla.dashboard.models import DashboardData
 from connector_sla.timeutil import utcnow
 from tests.known_scenario import KnownScenario, dynamodb_put
-from tests.support import Aws, api_event, call_api, load_event
+from tests.support import Aws, api_event, call_api, load_event, load_template, moto_stack
 
 OPENAPI = Path(__file__).resolve().parents[2] / "layers" / "core" / "connector_sla" / "openapi.json"
 
@@ -144,3 +144,49 @@ def test_the_sample_event_runs_through_the_handler(ops):
     assert response["statusCode"] == 200 and '<main id="dashboard">' in response["body"]
     response = ops.handler.lambda_handler(load_event("ops_api_dashboard_data.json"), ops.aws.context("OpsApiFunction"))
     assert response["statusCode"] == 200 and "open_incidents" in json.loads(response["body"])
+
+
+def operator_route_authorizers(operator_auth: str) -> tuple[str, dict[tuple[str, str], str]]:
+    """The API's default authorizer and each route's own, with the template resolved for ``OperatorAuth``."""
+    template = load_template(OperatorAuth=operator_auth)
+    api = template.resolve(template.body["Resources"]["OperationsApi"]["Properties"]["Auth"])
+    routes = {}
+    for resource in template.of_type("AWS::Serverless::Function").values():
+        for event in resource["Properties"].get("Events", {}).values():
+            if event["Type"] == "Api":
+                properties = template.resolve(event["Properties"])
+                own = properties.get("Auth", {}).get("Authorizer", "default")
+                routes[(properties["Method"].upper(), properties["Path"])] = own
+    return api["DefaultAuthorizer"], routes
+
+
+def test_the_operator_auth_parameter_switches_the_operator_routes_to_cognito():
+    # Given the template deployed with OperatorAuth=COGNITO, Then every operator route uses the user pool
+    # authorizer; only the page itself (which holds no data and must load to sign in) and the provider's signed
+    # callback are open
+    default, routes = operator_route_authorizers("COGNITO")
+    assert default == "OperatorCognito"
+    assert routes[("GET", "/ops/dashboard")] == "NONE"
+    assert routes[("POST", "/alerts/oncall/callback")] == "NONE"
+    for route in (("GET", "/ops/dashboard/data"), ("POST", "/compliance/evidence/export")):
+        assert routes[route] == "default", route
+    assert sorted(route for route, own in routes.items() if own != "default") == [
+        ("GET", "/ops/dashboard"),
+        ("POST", "/alerts/oncall/callback"),
+    ]
+    # And with the default OperatorAuth=IAM every operator route, the page included, needs SigV4
+    default, routes = operator_route_authorizers("IAM")
+    assert default == "AWS_IAM" and routes[("GET", "/ops/dashboard")] == "AWS_IAM"
+
+
+def test_with_cognito_deployed_the_page_signs_in_with_the_stacks_user_pool():
+    # Given a stack deployed with OperatorAuth=COGNITO (the template writes the sign-in settings parameter)
+    with moto_stack(OperatorAuth="COGNITO") as aws:
+        response = Ops(aws).raw("/ops/dashboard")
+    # Then the page signs operators in with the stack's hosted UI and app client, and may fetch tokens from it
+    assert response["statusCode"] == 200
+    config = json.loads(response["body"].split('id="dashboard-config">', 1)[1].split("</script>", 1)[0])
+    assert config["mode"] == "COGNITO" and config["problem"] is None
+    assert re.fullmatch(r"https://[a-z0-9-]+-ops\.auth\.us-east-1\.amazoncognito\.com", config["domain"])
+    assert config["client_id"] == aws.name("OperatorUserPoolClient")
+    assert f"connect-src 'self' {config['domain']}" in header(response, "Content-Security-Policy")

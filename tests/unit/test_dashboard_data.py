@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector_sla.dashboard.data import (
@@ -98,6 +102,7 @@ def test_an_l3_incident_without_eta_is_flagged():
     assert open_incidents_panel([{**state, "level": "L2"}], [], NOW)[0]["eta_missing"] is False
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=150))
 def test_the_escalation_timeline_is_newest_first_and_bounded(minutes):
     transitions = [{"at": to_iso(NOW - timedelta(minutes=value)), "kind": "escalated"} for value in minutes]
@@ -154,3 +159,23 @@ def test_embedded_settings_cannot_close_the_script_element():
     config = html.split('id="dashboard-config">', 1)[1].split("</script>", 1)[0]
     assert "<" not in config
     assert json.loads(config)["problem"] == "</script><script>alert(1)</script>"
+
+
+def test_without_chromium_the_browser_test_skips_and_says_how_to_enable_it(tmp_path):
+    # Given a machine where the named Chromium does not exist
+    root = Path(__file__).resolve().parents[2]
+    missing = tmp_path / "no-chromium"
+    environment = {**os.environ, "CHROMIUM_PATH": str(missing)}
+    # When the browser test runs, Then every test is skipped (none passes or fails silently) with the reason
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/e2e/test_dashboard_browser.py", "-q", "-rs", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env=environment,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert re.search(r"\b\d+ skipped\b", completed.stdout) and " passed" not in completed.stdout
+    assert f"needs Chromium at {missing}" in completed.stdout
+    assert "apt-get install -y chromium" in completed.stdout and "CHROMIUM_PATH" in completed.stdout

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 REFRESH_SECONDS = 15
-_CLIENT_ID = re.compile(r"[A-Za-z0-9]{1,128}")
+_CLIENT_ID = re.compile(r"[\w+]{1,128}", re.ASCII)  # Cognito's pattern for app client ids
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
