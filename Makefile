@@ -21,7 +21,7 @@ help:
 	@echo "make build      sam build (python3.13, arm64) into .aws-sam/"
 	@echo "make openapi    regenerate the committed OpenAPI document"
 	@echo "make bench      run every benchmark in benchmarks/ and print its figures"
-	@echo "make verify-evidence BUNDLE=path.zip   verify a downloaded evidence bundle offline"
+	@echo "make verify-evidence BUNDLE=path.zip [MANIFEST=manifest.json]   verify an evidence bundle offline"
 
 $(VENV)/.ready: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ $(SAM_VENV)/.ready: requirements/sam-tools.txt
 	touch $@
 
 run: $(VENV)/.ready
-	$(BIN)/python -m devstack --port $(PORT) --speed $(SPEED) $(RUN_ARGS)
+	$(BIN)/python -m devstack --port $(PORT) --speed $(SPEED) --demo $(RUN_ARGS)
 
 lint: $(VENV)/.ready
 	$(BIN)/ruff check .
@@ -66,9 +66,11 @@ openapi: $(VENV)/.ready
 bench: $(VENV)/.ready
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
-verify-evidence: $(VENV)/.ready
-	@test -n "$(BUNDLE)" || (echo "usage: make verify-evidence BUNDLE=path/to/bundle.zip" && exit 2)
-	PYTHONPATH=layers/core $(BIN)/python -m connector_sla.evidence.verify $(BUNDLE)
+# The verifier is standard library only: it runs on the machine's own Python (-S: no site-packages), no venv needed.
+verify-evidence:
+	@test -n "$(BUNDLE)" || (echo "usage: make verify-evidence BUNDLE=bundle.zip [MANIFEST=manifest.json]" && exit 2)
+	PYTHONPATH=layers/core $(PYTHON) -S -m connector_sla.evidence.verify "$(BUNDLE)" \
+	  $(if $(MANIFEST),--manifest "$(MANIFEST)")
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .devstack .ruff_cache .mypy_cache tests/artifacts

@@ -8,6 +8,7 @@ import sys
 import threading
 from pathlib import Path
 
+from devstack.demo import Demo, DemoFailed
 from devstack.stack import LocalStack, PortInUse, StackOptions
 from devstack.template import TemplateError, parse_parameter_overrides
 
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="the fake provider acknowledges each alert after SECONDS with a signed callback",
     )
+    parser.add_argument("--demo", action="store_true", help="play the runbook scenario once the stack is ready")
     parser.add_argument("--verbose", action="store_true", help="also print email bodies")
     parser.add_argument("--state-dir", type=Path, default=None, help="where function logs go (default .devstack/)")
     args = parser.parse_args(argv)
@@ -57,12 +59,25 @@ def main(argv: list[str] | None = None) -> int:
             f"ready     API on {stack.api_url} ({seconds:.1f} s); fake provider on {stack.provider_url}; "
             f"function logs in {options.state_dir / 'logs'}; Ctrl-C stops"
         )
+        if args.demo:
+            _play_demo(stack)
         stopping.wait()
     finally:
         stack.log("stopping  ...")
         stack.stop()
         stack.log("stopped")
     return 0
+
+
+def _play_demo(stack: LocalStack) -> None:
+    demo = Demo(stack, say=stack.log)
+    try:
+        demo.run()
+    except (DemoFailed, OSError) as error:
+        stack.log(f"demo      stopped: {error}")
+        stack.log("demo      the stack keeps running so you can look around; Ctrl-C stops")
+        return
+    stack.log("demo      finished; the stack keeps running (the API, the dashboard, schedules); Ctrl-C stops")
 
 
 if __name__ == "__main__":

@@ -180,6 +180,9 @@ class FakeProvider:
     def _bridge(self, request: Request, body: bytes) -> Response:
         payload = json.loads(body or b"{}")
         self._remember("bridge", payload, self._verify(request, body))
+        if payload.get("status") == "resolved":
+            self.log(f"provider  bridge of incident {payload.get('incident_id')} closed: the incident recovered")
+            return _json(200, {"status": "closed"})
         bridge_id = uuid.uuid4().hex[:8]
         self.log(f"provider  bridge opened for incident {payload.get('incident_id')}: bridge-{bridge_id}")
         return _json(201, {"bridge_url": f"https://bridge.local.invalid/{bridge_id}"})
@@ -226,16 +229,33 @@ class FakeProvider:
 
     def _ack_later(self, incident: FakeIncident, delay: float) -> None:
         time.sleep(delay)
+        self._acknowledge(incident, by="responder@local.invalid", send_callback=True)
+
+    def acknowledge(self, incident_key: str, *, by: str, send_callback: bool = True) -> int | None:
+        """A responder acknowledges in the provider; the provider calls back, or (a lost callback) does not.
+
+        Returns the HTTP status the service answered, or None when no callback was sent.
+        """
+        with self._lock:
+            incident = self.incidents.get(incident_key)
+        if incident is None:
+            raise KeyError(f"the fake provider holds no incident {incident_key}")
+        return self._acknowledge(incident, by=by, send_callback=send_callback)
+
+    def _acknowledge(self, incident: FakeIncident, *, by: str, send_callback: bool) -> int | None:
         incident.status = "acknowledged"
         incident.updated_at = time.time()
-        self.send_callback(
+        if not send_callback:
+            self.log(f"provider  {incident.incident_key} acknowledged by {by}; the callback is lost")
+            return None
+        return self.send_callback(
             {
                 "event_id": str(uuid.uuid4()),
                 "status": "acknowledged",
                 "notification_id": incident.notification_id,
                 "delivery_id": incident.delivery_id,
                 "incident_id": incident.incident_id,
-                "acknowledged_by": "responder@local.invalid",
+                "acknowledged_by": by,
             }
         )
 

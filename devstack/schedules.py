@@ -2,7 +2,9 @@
 but never runs (the job schedules registered through the API).
 
 ``speed`` runs the schedule clock faster than the wall clock, so a demo does not wait minutes: with ``speed=30`` a
-``rate(1 minute)`` schedule fires every 2 seconds. The ``time`` of a scheduled event is that fast clock's time.
+``rate(1 minute)`` schedule fires every 2 seconds. Only the cadence is compressed: the ``time`` of a scheduled event
+is the wall clock's time when it fires, so the evaluator, the API's clock-skew checks, the escalation timers and the
+callback signatures all agree on what "now" is.
 """
 
 from __future__ import annotations
@@ -140,10 +142,10 @@ class Scheduler:
             with self._lock:
                 due = [entry for entry in self._entries.values() if entry.next_at is not None and entry.next_at <= now]
                 for entry in due:
-                    at = entry.next_at
-                    assert at is not None
                     entry.next_at = entry.schedule.next_after(now, anchor=entry.anchor)
-                    threading.Thread(target=entry.fire, args=(at,), daemon=True, name=f"fire-{entry.label}").start()
+                    fired_at = datetime.now(UTC)
+                    name = f"fire-{entry.label}"
+                    threading.Thread(target=entry.fire, args=(fired_at,), daemon=True, name=name).start()
                     self.fired += 1
             self._stop.wait(TICK_SECONDS)
 

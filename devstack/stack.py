@@ -152,6 +152,11 @@ class LocalStack:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._moto = ThreadedMotoServer(ip_address=HOST, port=self.options.moto_port, verbose=False)
         self._moto.start()
+        # moto's backends live in the process: a stack started after another one in the same process (the e2e
+        # tests) would otherwise find the earlier stack's tables. Every stack starts from an empty account.
+        reset = urllib.request.Request(f"{self.moto_url}/moto-api/reset", data=b"", method="POST")  # noqa: S310
+        with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - moto's own loopback endpoint
+            pass
         self.log(f"moto      AWS emulated at {self.moto_url}")
 
     def client(self, service: str) -> Any:
