@@ -53,31 +53,35 @@ def main(argv: list[str] | None = None) -> int:
     stopping = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    demo = Demo(stack, say=stack.log) if args.demo else None
     try:
         seconds = stack.wait_until_ready()
         stack.log(
             f"ready     API on {stack.api_url} ({seconds:.1f} s); fake provider on {stack.provider_url}; "
             f"function logs in {options.state_dir / 'logs'}; Ctrl-C stops"
         )
-        if args.demo:
-            _play_demo(stack)
+        if demo is not None:
+            # In its own thread, so Ctrl-C stops the stack at once, mid-demo too.
+            threading.Thread(target=_play_demo, args=(demo,), name="demo", daemon=True).start()
         stopping.wait()
     finally:
         stack.log("stopping  ...")
+        if demo is not None:
+            demo.stop()
         stack.stop()
         stack.log("stopped")
     return 0
 
 
-def _play_demo(stack: LocalStack) -> None:
-    demo = Demo(stack, say=stack.log)
+def _play_demo(demo: Demo) -> None:
+    say = demo.say
     try:
         demo.run()
     except (DemoFailed, OSError) as error:
-        stack.log(f"demo      stopped: {error}")
-        stack.log("demo      the stack keeps running so you can look around; Ctrl-C stops")
+        say(f"demo      stopped: {error}")
+        say("demo      the stack keeps running so you can look around; Ctrl-C stops")
         return
-    stack.log("demo      finished; the stack keeps running (the API, the dashboard, schedules); Ctrl-C stops")
+    say("demo      finished; the connectors keep reporting and the stack keeps running; Ctrl-C stops")
 
 
 if __name__ == "__main__":

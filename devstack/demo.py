@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from connector_sla.evidence.verify import verify_bundle
-from connector_sla.sla.events import detail_type
 from connector_sla.timeutil import to_iso
+from devstack.gateway import QUIET_HEADER
 from devstack.stack import LocalStack
 
 ORDERS = "orders-postgres"
@@ -70,6 +70,8 @@ class DemoResult:
     emails: list[str] = field(default_factory=list)
     unacked_before_ack: int = 0
     unacked_after_ack: int = 0
+    acknowledged: list[str] = field(default_factory=list)
+    still_unacked: list[str] = field(default_factory=list)
     callback_history: list[dict[str, Any]] = field(default_factory=list)
     failures_replayed: int = 0
     replayed_messages: list[dict[str, Any]] = field(default_factory=list)
@@ -93,27 +95,33 @@ class Demo:
         self.result = DemoResult()
         self.started = datetime.now(UTC) - timedelta(minutes=1)
         self._heartbeat_stop = threading.Event()
+        self._stopped = threading.Event()
         self._heartbeat: threading.Thread | None = None
         self._step = 0
 
     # -------------------------------------------------------------------------------------------- the story
 
     def run(self) -> DemoResult:
-        try:
-            self.register_connectors()
-            self.report_failed_rows()
-            self.breach()
-            self.escalate()
-            self.diagnose()
-            self.repair_and_replay()
-            self.acknowledge()
-            self.reconcile()
-            self.recover()
-            self.export_evidence()
-        finally:
-            self._heartbeat_stop.set()
+        """Play every step; once the connectors recover they keep reporting until :meth:`stop`."""
+        self.register_connectors()
+        self.report_failed_rows()
+        self.breach()
+        self.escalate()
+        self.diagnose()
+        self.repair_and_replay()
+        self.acknowledge()
+        self.reconcile()
+        self.recover()
+        self.export_evidence()
         self.step("done", f"open the dashboard: {self.stack.api_url}/ops/dashboard")
         return self.result
+
+    def stop(self) -> None:
+        """End the demo: a step still waiting gives up, and the connectors stop reporting (the heartbeat ends)."""
+        self._stopped.set()
+        self._heartbeat_stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join(timeout=10)
 
     def register_connectors(self) -> None:
         self.step("setup", f"register {ORDERS} and {INVENTORY} (two sources each, short demo thresholds)")
@@ -242,12 +250,16 @@ class Demo:
         pages = [item for item in before["items"] if item["channel"] == "oncall"]
         for item in pages:
             status = provider.acknowledge(item["notification_id"], by="dana@payments.example")
+            self.result.acknowledged.append(item["notification_id"])
             self.say(f"          callback for {item['notification_id']} -> HTTP {status}")
         self.step("closure 5", "GET /alerts/notifications?only_unacked=true no longer lists the linked row")
         _, after = self.api("GET", f"/alerts/notifications?{_query(only_unacked='true', connector_id=ORDERS)}")
         self.result.unacked_after_ack = len(after["items"])
+        self.result.still_unacked = [item["notification_id"] for item in after["items"]]
+        gone = [ntf for ntf in self.result.acknowledged if ntf not in self.result.still_unacked]
         self.say(
-            f"          unacked for {ORDERS}: {self.result.unacked_before_ack} before, {len(after['items'])} after"
+            f"          unacked for {ORDERS}: {self.result.unacked_before_ack} before, {len(after['items'])} after "
+            f"({', '.join(gone) or 'none'} acknowledged; the emails wait for their own ACK)"
         )
         self.step("closure 6", f"GET /alerts/oncall/events?incident_id={incident} shows the callback history")
         _, history = self.api("GET", f"/alerts/oncall/events?{_query(incident_id=incident)}")
@@ -272,7 +284,7 @@ class Demo:
         self.result.reconcile_dry_run = dry
         self.say(f"          dry run {dry['run_id']}: {json.dumps(dry['counts'])}")
         self.api("PATCH", f"/ops/jobs/{job['job_id']}", {"payload": {"dry_run": False}})
-        self.say("          dry_run=false")
+        self.say(f"          the dry run shows the lost ACK: PATCH /ops/jobs/{job['job_id']} with dry_run=false")
         real = self.wait_for("a real run", lambda: self._run_if(job["job_id"], dry_run=False))
         self.result.reconcile_real_run = real
         self.say(f"          run {real['run_id']}: {json.dumps(real['counts'])}; see /ops/jobs/{job['job_id']}/runs")
@@ -281,11 +293,12 @@ class Demo:
     def recover(self) -> None:
         self.step("recovery", "the connectors report again; two clean poll windows close the incidents")
         self._start_heartbeat()
+        self.say("          (from here on both connectors report every 2 s, also after the demo ends)")
         for connector_id in (ORDERS, INVENTORY):
             self.wait_for(
                 f"{connector_id} to recover",
                 lambda cid=connector_id: self._state_if(
-                    cid, lambda s: s["severity"] == "ok" and s["incident_id"] is None
+                    cid, lambda s: s["severity"] == "ok" and s["incident_status"] != "open"
                 ),
             )
             self.result.recovered.append(connector_id)
@@ -295,8 +308,8 @@ class Demo:
         )
         self.result.resolved_notices = len(notices)
         self.say(f"          {len(notices)} resolved notice(s) sent to everyone {ORDERS} paged")
-        self.result.sla_events = self._sla_events()
-        self.say(f"          SLA events on the bus: {', '.join(sorted(set(self.result.sla_events)))}")
+        self.result.sla_events = self.wait_for("the recovery events on the SLA bus", self._sla_events)
+        self.say(f"          SLA events on the bus for {ORDERS}: {', '.join(self.result.sla_events)}")
 
     def export_evidence(self) -> None:
         self.step("evidence", "export a compliance bundle, download it and verify it offline")
@@ -305,7 +318,7 @@ class Demo:
         export = self.wait_for("the export", lambda: self._export_if_done(started["export_id"]))
         self.result.export = export
         for item in export.get("files", []):
-            self.say(f"          {item.get('name')}: {item.get('record_count')} record(s)")
+            self.say(f"          {item['name']}: {item['records']} record(s)")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         target = self.out_dir / f"{export['export_id']}.zip"
         with urllib.request.urlopen(export["download"]["url"], timeout=30) as response:  # noqa: S310 - local moto
@@ -324,11 +337,13 @@ class Demo:
         self.say(f"demo {self._step:>2}  [{label}] {text}")
 
     def api(
-        self, method: str, path: str, body: Any = None, *, expect: tuple[int, ...] = (200,)
+        self, method: str, path: str, body: Any = None, *, expect: tuple[int, ...] = (200,), quiet: bool = False
     ) -> tuple[int, dict[str, Any]]:
+        """One call to the stack's API; ``quiet`` keeps a polling read out of the stack's log."""
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json", **({QUIET_HEADER: "1"} if quiet else {})}
         request = urllib.request.Request(  # noqa: S310 - the local stack on 127.0.0.1
-            f"{self.stack.api_url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+            f"{self.stack.api_url}{path}", data=data, method=method, headers=headers
         )
         try:
             with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
@@ -340,10 +355,11 @@ class Demo:
             raise DemoFailed(f"{method} {path} answered {status}: {json.dumps(answer)[:600]}")
         return status, answer
 
-    def checkpoint(self, connector_id: str, *, lag_seconds: float) -> None:
+    def checkpoint(self, connector_id: str, *, lag_seconds: float, quiet: bool = False) -> None:
         at = to_iso(datetime.now(UTC) - timedelta(seconds=lag_seconds))
         sources = [{"source_id": source, "last_event_at": at, "status": "up"} for source in ("primary", "replica")]
-        self.api("POST", f"/events/connectors/{connector_id}/checkpoints", {"sources": sources}, expect=(200, 202))
+        path = f"/events/connectors/{connector_id}/checkpoints"
+        self.api("POST", path, {"sources": sources}, expect=(200, 202), quiet=quiet)
 
     def wait_for(self, what: str, probe: Callable[[], Any], timeout: float = WAIT_SECONDS) -> Any:
         deadline = time.monotonic() + timeout
@@ -351,11 +367,12 @@ class Demo:
             found = probe()
             if found:
                 return found
-            time.sleep(0.5)
+            if self._stopped.wait(0.5):
+                raise DemoFailed(f"the stack is stopping; it was waiting for {what}")
         raise DemoFailed(f"waited {timeout:.0f} s for {what}; see the function logs in {self.stack.options.state_dir}")
 
     def _state_if(self, connector_id: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
-        _, page = self.api("GET", f"/events/connectors/sla/states?{_query(connector_id=connector_id)}")
+        _, page = self.api("GET", f"/events/connectors/sla/states?{_query(connector_id=connector_id)}", quiet=True)
         items = page["states"]
         return items[0] if items and wanted(items[0]) else None
 
@@ -369,25 +386,25 @@ class Demo:
         sent: bool = False,
     ) -> list[dict[str, Any]]:
         query = _query(connector_id=connector_id, level=level, channel=channel, kind=kind)
-        _, page = self.api("GET", f"/alerts/notifications?{query}")
+        _, page = self.api("GET", f"/alerts/notifications?{query}", quiet=True)
         items = page["items"]
         if sent and any(item["delivery_status"] == "pending" for item in items):
             return []
         return items
 
     def _replay_if_done(self, replay_id: str) -> dict[str, Any] | None:
-        _, job = self.api("GET", f"/events/connectors/replays/{replay_id}")
+        _, job = self.api("GET", f"/events/connectors/replays/{replay_id}", quiet=True)
         if job["status"] in ("interrupted", "canary_failed"):
             raise DemoFailed(f"the replay {replay_id} ended {job['status']}: {job.get('last_error')}")
         return job if job["status"] == "succeeded" else None
 
     def _run_if(self, job_id: str, *, dry_run: bool) -> dict[str, Any] | None:
-        _, page = self.api("GET", f"/ops/jobs/{job_id}/runs?limit=20")
+        _, page = self.api("GET", f"/ops/jobs/{job_id}/runs?limit=20", quiet=True)
         done = [run for run in page["items"] if run["dry_run"] is dry_run and run["status"] != "running"]
         return done[0] if done else None
 
     def _export_if_done(self, export_id: str) -> dict[str, Any] | None:
-        _, export = self.api("GET", f"/compliance/evidence/export/{export_id}")
+        _, export = self.api("GET", f"/compliance/evidence/export/{export_id}", quiet=True)
         if export["status"] == "failed":
             raise DemoFailed(f"the export failed: {export.get('error')}")
         return export if export["status"] == "succeeded" and export.get("download") else None
@@ -406,15 +423,20 @@ class Demo:
         return bodies
 
     def _sla_events(self) -> list[str]:
-        _, page = self.api("GET", f"/events/connectors/sla/states?{_query(view='transitions', connector_id=ORDERS)}")
-        return [name for name in (detail_type(item) for item in page["transitions"]) if name]
+        """The detail-types the SLA bus carried for the orders connector, once its recovery event is among them."""
+        names = [
+            str(event.get("detail-type"))
+            for event in list(self.stack.sla_events)
+            if (event.get("detail") or {}).get("connector_id") == ORDERS
+        ]
+        return names if "event_connector_sla_recovery" in names else []
 
     def _start_heartbeat(self) -> None:
         def beat() -> None:
             while not self._heartbeat_stop.is_set():
                 for connector_id in (ORDERS, INVENTORY):
                     try:
-                        self.checkpoint(connector_id, lag_seconds=0)
+                        self.checkpoint(connector_id, lag_seconds=0, quiet=True)
                     except (DemoFailed, OSError) as error:
                         self.say(f"          heartbeat of {connector_id} failed: {error}")
                 self._heartbeat_stop.wait(2.0)

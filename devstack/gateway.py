@@ -47,6 +47,10 @@ def _compile(route: ApiRoute) -> _CompiledRoute:
     return _CompiledRoute(route, re.compile("^/" + "/".join(parts) + "$"), static)
 
 
+# A local-only request header: the demo's polling reads carry it, so the log shows the steps and not every poll.
+QUIET_HEADER = "X-Devstack-Quiet"
+
+
 class Gateway:
     """A WSGI app that routes requests to the functions of the template."""
 
@@ -69,9 +73,9 @@ class Gateway:
         started = time.perf_counter()
         response = self.handle(request)
         elapsed = (time.perf_counter() - started) * 1000
-        self.log(
-            f"http      {request.method} {request.full_path.rstrip('?')} -> {response.status_code} ({elapsed:.0f} ms)"
-        )
+        if not request.headers.get(QUIET_HEADER):
+            path = request.full_path.rstrip("?")
+            self.log(f"http      {request.method} {path} -> {response.status_code} ({elapsed:.0f} ms)")
         return response(environ, start_response)
 
     def handle(self, request: Request) -> Response:

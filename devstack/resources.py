@@ -133,6 +133,35 @@ def _bucket_policy(_template: Template, client: ClientFactory, name: str, proper
     return {"Ref": name}
 
 
+def lift_tls_only_denies(template: Template, client: ClientFactory) -> list[str]:
+    """Remove the bucket policies' "deny unless TLS" statements; returns one line per bucket changed.
+
+    Every request of the local stack is plain HTTP on loopback, and moto applies a Deny statement without evaluating
+    its condition, so the template's TLS-only statement would refuse every request to the bucket. Other statements
+    are kept; the template itself (and what the tests check of it) is unchanged.
+    """
+    lifted = []
+    s3 = client("s3")
+    for resource in template.of_type("AWS::S3::BucketPolicy").values():
+        properties = template.resolve(resource.get("Properties", {}))
+        statements = properties["PolicyDocument"].get("Statement", [])
+        kept = [statement for statement in statements if not _denies_plain_http(statement)]
+        if len(kept) == len(statements):
+            continue
+        if kept:
+            document = {**properties["PolicyDocument"], "Statement": kept}
+            s3.put_bucket_policy(Bucket=properties["Bucket"], Policy=json.dumps(document))
+        else:
+            s3.delete_bucket_policy(Bucket=properties["Bucket"])
+        lifted.append(f"S3::BucketPolicy {properties['Bucket']}: TLS-only deny lifted (the local stack is plain HTTP)")
+    return lifted
+
+
+def _denies_plain_http(statement: dict[str, Any]) -> bool:
+    condition = statement.get("Condition") or {}
+    return statement.get("Effect") == "Deny" and condition == {"Bool": {"aws:SecureTransport": "false"}}
+
+
 def _schedule_group(
     _template: Template, client: ClientFactory, name: str, _properties: dict[str, Any]
 ) -> dict[str, Any]:

@@ -20,11 +20,12 @@ from moto.server import ThreadedMotoServer
 from moto.ses.models import ses_backends
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from connector_sla.sla.events import EVENT_SOURCE
 from devstack.fake_provider import FakeProvider
 from devstack.functions import ROOT, FunctionSpec, InvocationError, Worker, read_functions
 from devstack.gateway import Gateway
 from devstack.lambda_api import LambdaApi
-from devstack.resources import create_resources
+from devstack.resources import create_resources, lift_tls_only_denies
 from devstack.schedules import Scheduler
 from devstack.streams import StreamPump
 from devstack.template import ACCOUNT_ID, REGION, Template
@@ -99,6 +100,7 @@ class LocalStack:
         self.template: Template | None = None
         self._moto: Any = None
         self._clients: dict[str, Any] = {}
+        self.sla_events: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -118,7 +120,7 @@ class LocalStack:
             **options.parameters,
         }
         self.template = Template.load(options.template_path, parameters)
-        for line in create_resources(self.template, self.client):
+        for line in create_resources(self.template, self.client) + lift_tls_only_denies(self.template, self.client):
             self.log(f"resource  {line}")
         self.functions = read_functions(self.template)
         for spec in self.functions.values():
@@ -128,6 +130,7 @@ class LocalStack:
         self._start_pumps()
         self._start_scheduler()
         self._start_email_printer()
+        self._start_event_tap()
         if options.prewarm:
             self._prewarm()
 
@@ -287,6 +290,38 @@ class LocalStack:
         thread.start()
         self._threads.append(thread)
 
+    def _start_event_tap(self) -> None:
+        """Print every event published to the SLA bus, as a rule targeting a local queue would receive it.
+
+        The tap (a rule and a queue) exists only in the local stack; in AWS, subscribers add their own rules.
+        """
+        assert self.template is not None
+        bus = self.template.physical_name("SlaEventBus")
+        sqs, events = self.client("sqs"), self.client("events")
+        queue_url = sqs.create_queue(QueueName=f"{self.template.stack_name}-devstack-sla-event-tap")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rule = "devstack-sla-event-tap"
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": [EVENT_SOURCE]}))
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "tap", "Arn": queue_arn}])
+
+        def watch() -> None:
+            while not self._stop.is_set():
+                try:
+                    answer = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                except Exception as error:  # noqa: BLE001 - moto stopping under the thread ends the tap
+                    if not self._stop.is_set():
+                        self.log(f"event     the SLA event tap stopped: {error}")
+                    return
+                for message in answer.get("Messages", []):
+                    event = json.loads(message["Body"])
+                    self.sla_events.append(event)
+                    self.log(f"event     {_describe_event(event)}")
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+
+        thread = threading.Thread(target=watch, name="sla-event-tap", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
     def wait_until_ready(self, path: str = "/events/connectors/overview", timeout: float = 30.0) -> float:
         """Block until ``GET path`` answers; returns the seconds it took."""
         started = time.monotonic()
@@ -303,6 +338,20 @@ class LocalStack:
 def _read_signing_secret(secrets_client: Any, name: str) -> str:
     document = json.loads(secrets_client.get_secret_value(SecretId=name)["SecretString"])
     return str(document.get("signing_secret") or (document.get("signing_secrets") or [""])[0])
+
+
+def _describe_event(event: dict[str, Any]) -> str:
+    detail = event.get("detail") or {}
+    moved = detail.get("from_level") is not None and detail.get("from_level") != detail.get("to_level")
+    fields = [
+        str(event.get("detail-type")),
+        str(detail.get("connector_id")),
+        f"level {detail.get('from_level')} -> {detail.get('to_level')}" if moved else f"level {detail.get('level')}",
+        str(detail.get("severity")) if detail.get("severity") else None,
+        f"incident {detail.get('incident_id')}" if detail.get("incident_id") else None,
+        f"after {detail.get('duration_seconds')} s" if "duration_seconds" in detail else None,
+    ]
+    return " ".join(field for field in fields if field)
 
 
 def _print_line(line: str) -> None:

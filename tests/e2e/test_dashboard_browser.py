@@ -84,9 +84,6 @@ def stack(tmp_path_factory):
     local.scheduler.stop()
     for pump in local.pumps:
         pump.stop()
-    # moto applies a bucket policy's Deny statements without evaluating their conditions, so the template's
-    # TLS-only deny would refuse every request to the evidence bucket, the stack's HTTPS-less ones included.
-    local.client("s3").delete_bucket_policy(Bucket=local.template.attribute("EvidenceBucket", "Ref"))
     local.wait_until_ready("/ops/dashboard/data", timeout=60)
     yield local
     local.stop()

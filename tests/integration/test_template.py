@@ -6,8 +6,10 @@ import json
 import re
 
 import pytest
+from botocore.exceptions import ClientError
 
 from devstack.functions import read_functions
+from devstack.resources import lift_tls_only_denies
 from tests.support import EVENTS_DIR, FUNCTIONS_DIR, load_template
 
 TEMPLATE = load_template()
@@ -139,6 +141,25 @@ def test_evidence_bucket_is_locked_encrypted_private_and_tls_only(aws):
     assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     encryption = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
     assert encryption["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+
+
+def test_the_local_stack_lifts_only_the_tls_only_deny_so_its_plain_http_calls_reach_the_bucket(aws):
+    # Given the evidence bucket as the template declares it: moto refuses a plain write despite the condition
+    s3 = aws.client("s3")
+    bucket = aws.name("EvidenceBucket")
+    with pytest.raises(ClientError) as refused:
+        s3.put_object(Bucket=bucket, Key="probe", Body=b"x")
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+
+    # When the local stack lifts the TLS-only statements
+    lines = lift_tls_only_denies(aws.template, aws.client)
+
+    # Then it says so, the bucket takes the write, and the template still declares the statement
+    assert lines == [f"S3::BucketPolicy {bucket}: TLS-only deny lifted (the local stack is plain HTTP)"]
+    s3.put_object(Bucket=bucket, Key="probe", Body=b"x")
+    assert s3.get_object(Bucket=bucket, Key="probe")["Body"].read() == b"x"
+    statement = RESOURCES["EvidenceBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_functions_share_one_set_of_environment_names(aws):
