@@ -1,7 +1,6 @@
 """Alerts API: notifications, deliveries, escalation chains, maintenance windows and recovery ETAs."""
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -14,12 +13,11 @@ from connector_sla.escalation.models import MaintenanceQuery as WindowQuery
 from connector_sla.escalation.models import MaintenanceWindowBody as WindowBody
 from connector_sla.escalation.models import MaintenanceWindowView as WindowView
 from connector_sla.timeutil import utcnow
-from connector_sla.web.routes import ApiRoutes
+from connector_sla.web.routes import ApiRoutes, Response
 
 logger = Logger()
 metrics = Metrics()
-app = APIGatewayRestResolver()
-routes = ApiRoutes(app, tag="alerts")
+routes = ApiRoutes(tag="alerts")
 services = alerts_services()
 register_callback_routes(routes)
 CHAIN = "/alerts/chains/{scope}/{scope_id}"
@@ -80,4 +78,4 @@ def record_eta(incident_id: str, body: EtaBody) -> EtaRecorded:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return routes.resolve(event)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -32,8 +31,7 @@ from connector_sla.web.routes import ApiRoutes, json_response
 
 logger = Logger()
 metrics = Metrics()
-app = APIGatewayRestResolver()
-routes = ApiRoutes(app, tag="connectors")
+routes = ApiRoutes(tag="connectors")
 
 _dynamodb = client("dynamodb")
 _store = ConnectorStore(Table(settings().connectors_table, _dynamodb))
@@ -115,4 +113,4 @@ def sla_states(query: StatesQuery) -> SlaStatesPage:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return routes.resolve(event)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -17,8 +16,7 @@ from connector_sla.web.routes import ApiRoutes
 
 logger = Logger()
 metrics = Metrics()
-app = APIGatewayRestResolver()
-routes = ApiRoutes(app, tag="evidence")
+routes = ApiRoutes(tag="evidence")
 exports = EvidenceExports.from_settings()
 
 
@@ -60,4 +58,4 @@ def get_export(export_id: str) -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return routes.resolve(event)

@@ -1,7 +1,6 @@
 """Dead-letter rows and the Replay Workbench: report, list, read and patch failures; start and follow replays."""
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -20,12 +19,11 @@ from connector_sla.replay.models import (
 )
 from connector_sla.replay.service import FailuresService
 from connector_sla.timeutil import utcnow
-from connector_sla.web.routes import ApiRoutes, json_response
+from connector_sla.web.routes import ApiRoutes, Response, json_response
 
 logger = Logger()
 metrics = Metrics()
-app = APIGatewayRestResolver()
-routes = ApiRoutes(app, tag="failures")
+routes = ApiRoutes(tag="failures")
 service = FailuresService.from_settings()
 
 REPORT_METRICS = {"recorded": "FailuresReported", "duplicate": "FailureReportsRepeated", "failed_again": "FailedAgain"}
@@ -118,4 +116,4 @@ def resume_replay(replay_id: str) -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return routes.resolve(event)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -26,8 +25,7 @@ from connector_sla.web.routes import ApiRoutes
 
 logger = Logger()
 metrics = Metrics()
-app = APIGatewayRestResolver()
-routes = ApiRoutes(app, tag="jobs")
+routes = ApiRoutes(tag="jobs")
 registry = JobRegistry.from_settings()
 
 
@@ -92,4 +90,4 @@ def start_run(job_id: str, query: StartRunQuery) -> RunStarted:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return routes.resolve(event)

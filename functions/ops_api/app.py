@@ -5,19 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connector_sla.dashboard.models import DashboardData, DashboardQuery
 from connector_sla.dashboard.service import OperationsDashboard, published_openapi
 from connector_sla.timeutil import utcnow
-from connector_sla.web.routes import ApiRoutes
+from connector_sla.web.routes import ApiRoutes, Response
 
 logger = Logger()
 metrics = Metrics()
-app = APIGatewayRestResolver()
-routes = ApiRoutes(app, tag="operations")
+routes = ApiRoutes(tag="operations")
 dashboard = OperationsDashboard.from_settings()
 
 
@@ -51,4 +49,4 @@ def openapi_document() -> Response:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return app.resolve(event, context)
+    return routes.resolve(event)

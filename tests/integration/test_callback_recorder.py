@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from connector_sla.alerts.records import shard_of
-from connector_sla.callbacks import CallbackIntake, CallbackRecorder
+from connector_sla.callbacks.intake import CallbackIntake
+from connector_sla.callbacks.recorder import CallbackRecorder
 from connector_sla.evidence.chain import ChainVerifier
 from connector_sla.ids import stable_id
 from connector_sla.storage.dynamo import Expression, Table, TransactionCanceled

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from connector_sla.alerts.records import shard_of
-from connector_sla.callbacks import CallbackIntake, CallbackRecorder
+from connector_sla.callbacks.intake import CallbackIntake
+from connector_sla.callbacks.recorder import CallbackRecorder
 from connector_sla.callbacks.signatures import sign_hmac_sha256
 from connector_sla.config import settings as service_settings
 from connector_sla.ids import stable_id

@@ -7,7 +7,10 @@ import os
 import subprocess
 import sys
 
-from tests.support import ROOT
+import pytest
+
+from devstack.functions import read_functions
+from tests.support import ROOT, function_environment, load_template
 
 _PROBE = """
 import importlib.util, json, sys
@@ -40,3 +43,28 @@ def test_importing_the_callback_handler_loads_neither_pydantic_nor_the_resolver(
     # Then none of the heavy modules was loaded
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded == dict.fromkeys(loaded, False), loaded
+
+
+@pytest.mark.parametrize("folder", sorted(path.name for path in (ROOT / "functions").glob("*_api")))
+def test_no_api_function_imports_the_powertools_resolver(folder):
+    # Given a fresh interpreter with one API function's environment
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions" / folder), str(ROOT / "layers" / "core")]),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        **function_environment(read_functions(load_template())),
+    }
+
+    # When it imports the handler
+    loaded = "print('aws_lambda_powertools.event_handler' in sys.modules)"
+    probe = f"import runpy, sys; runpy.run_path(sys.argv[1]); {loaded}"
+    handler = ROOT / "functions" / folder / "app.py"
+    command = [sys.executable, "-c", probe, str(handler)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+
+    # Then it started without loading aws_lambda_powertools.event_handler (its own router serves the routes)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "False"

@@ -45,7 +45,7 @@ OutboundProfile = Literal["generic_webhook", "pagerduty_events_v2"]
 class ProviderBody(BaseModel):
     """A provider's settings as saved with PUT; the whole provider is replaced."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     outbound_profile: OutboundProfile = Field("generic_webhook", description="How escalation calls the provider.")
     outbound_url: str = Field(
@@ -120,6 +120,8 @@ class ProviderBody(BaseModel):
 class ProviderView(BaseModel):
     """A provider as the API shows it; ``saved`` is false for the deployment's default that was never saved."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     outbound_profile: str
     outbound_url: str
@@ -157,6 +159,8 @@ class ProviderView(BaseModel):
 
 
 class ProviderList(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     items: list[ProviderView]
 
 
@@ -166,7 +170,7 @@ class ProviderList(BaseModel):
 class CallbackEventsQuery(BaseModel):
     """Filters of the callback history; newest first."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     incident_id: str | None = Field(None, min_length=1, max_length=200)
     notification_id: str | None = Field(None, min_length=1, max_length=200)
@@ -188,7 +192,7 @@ class CallbackEventsQuery(BaseModel):
 class CallbackEvent(BaseModel):
     """One recorded callback; ``duplicate_count`` counts later deliveries of the same callback."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
     callback_id: str
     provider: str
@@ -219,6 +223,8 @@ class CallbackEvent(BaseModel):
 
 
 class CallbackEventPage(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     items: list[CallbackEvent]
     next_cursor: str | None = None
 
@@ -227,7 +233,7 @@ class CallbackEventPage(BaseModel):
 
 
 class CallbackQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     provider: str | None = Field(
         None, pattern=PROVIDER_PATTERN, description="The provider's name; the deployment's default when absent."
@@ -237,7 +243,7 @@ class CallbackQuery(BaseModel):
 class CallbackPayload(BaseModel):
     """The callback as the default mapping reads it (top-level fields first, then custom_details)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     notification_id: str | None = None
     delivery_id: str | None = None
@@ -250,6 +256,8 @@ class CallbackPayload(BaseModel):
 
 
 class CallbackAnswer(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     result: Literal["recorded", "duplicate"]
     callback_id: str
     duplicate: bool

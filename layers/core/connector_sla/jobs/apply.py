@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from connector_sla.callbacks import CallbackIntake, CallbackRecorder
+from connector_sla.callbacks.intake import CallbackIntake
+from connector_sla.callbacks.recorder import CallbackRecorder
 from connector_sla.jobs.reconcile import Change
 from connector_sla.jobs.runner import ApplyResult
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from connector_sla.callbacks import CallbackRecorder
+from connector_sla.callbacks.recorder import CallbackRecorder
 from connector_sla.config import settings
 from connector_sla.jobs.apply import RecorderApplier
 from connector_sla.jobs.fetch import IncidentSource

@@ -31,7 +31,12 @@ def check_connector_id(value: str) -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Schemas are built on first use: a cold start builds only the models its first request needs.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(defer_build=True)
 
 
 class SlaPolicy(_Strict):
@@ -145,7 +150,7 @@ class CheckpointReport(_Strict):
         return self
 
 
-class CheckpointAccepted(BaseModel):
+class CheckpointAccepted(_View):
     connector_id: str
     received_at: str
     sources: list[str]
@@ -154,20 +159,20 @@ class CheckpointAccepted(BaseModel):
 # ------------------------------------------------------------------------------------------------ read models
 
 
-class SignalView(BaseModel):
+class SignalView(_View):
     status: Severity
     value: int
     warning: int
     critical: int
 
 
-class PredictedBreach(BaseModel):
+class PredictedBreach(_View):
     signal: str
     at: str
     seconds: int
 
 
-class ConnectorOverview(BaseModel):
+class ConnectorOverview(_View):
     connector_id: str
     name: str
     owner_team: str
@@ -190,7 +195,7 @@ class ConnectorOverview(BaseModel):
     evaluated_at: str | None
 
 
-class OverviewPage(BaseModel):
+class OverviewPage(_View):
     items: list[ConnectorOverview]
     next_cursor: str | None
     generated_at: str
@@ -204,7 +209,7 @@ class ListQuery(_Strict):
     cursor: str | None = None
 
 
-class SourceHealth(BaseModel):
+class SourceHealth(_View):
     source_id: str
     name: str
     priority: int
@@ -216,7 +221,7 @@ class SourceHealth(BaseModel):
     active: bool
 
 
-class ConnectorSourceHealth(BaseModel):
+class ConnectorSourceHealth(_View):
     connector_id: str
     name: str
     active_source: str
@@ -226,12 +231,12 @@ class ConnectorSourceHealth(BaseModel):
     primary_healthy_windows: int
 
 
-class SourceHealthPage(BaseModel):
+class SourceHealthPage(_View):
     items: list[ConnectorSourceHealth]
     next_cursor: str | None
 
 
-class SlaStateView(BaseModel):
+class SlaStateView(_View):
     connector_id: str
     connector_name: str | None
     owner_team: str | None
@@ -248,7 +253,7 @@ class SlaStateView(BaseModel):
     version: int
 
 
-class TransitionView(BaseModel):
+class TransitionView(_View):
     transition_id: str
     connector_id: str
     seq: int
@@ -295,13 +300,13 @@ class StatesQuery(_Strict):
         return self
 
 
-class SlaStatesPage(BaseModel):
+class SlaStatesPage(_View):
     view: str
     states: list[SlaStateView] = Field(default_factory=list)
     transitions: list[TransitionView] = Field(default_factory=list)
     next_cursor: str | None = None
 
 
-class ConnectorDetail(BaseModel):
+class ConnectorDetail(_View):
     connector: Connector
     state: SlaStateView | None

@@ -1,4 +1,4 @@
-"""Declaring API routes once: the function registers them on the Powertools resolver, the OpenAPI tool reads them.
+"""Declaring API routes once: the function serves them through its router, the OpenAPI tool reads them.
 
 Each route validates its path, query and body against pydantic models before the domain code runs. Refusals are
 mapped to HTTP in one place: a :class:`~connector_sla.errors.DomainError` keeps its status, a pydantic error is a
@@ -13,11 +13,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from connector_sla.errors import DomainError, ValidationFailed
+from connector_sla.web.router import ApiRequest, Response, Router
 from connector_sla.web.spec import RouteSpec
 
 logger = Logger(child=True)
@@ -44,30 +43,36 @@ def describe_validation_error(error: ValidationError, *, where: str) -> tuple[st
     return f"request {where} is invalid: {shown}{more}", details
 
 
-def raw_body(event: Any) -> bytes:
+def raw_body(request: ApiRequest) -> bytes:
     """The request body byte for byte, whether or not the gateway base64-encoded it."""
-    body = event.body or ""
-    if event.is_base64_encoded:
+    body = request.body or ""
+    if request.is_base64_encoded:
         return base64.b64decode(body)
     return body.encode()
 
 
-def request_actor(event: Any) -> str:
+def request_actor(request: ApiRequest) -> str:
     """Who made the request: the IAM principal, the Cognito user, or ``anonymous``."""
-    context = event.raw_event.get("requestContext") or {}
+    context = request.raw_event.get("requestContext") or {}
     claims = (context.get("authorizer") or {}).get("claims") or {}
     identity = context.get("identity") or {}
     return claims.get("email") or claims.get("cognito:username") or identity.get("userArn") or "anonymous"
 
 
 class ApiRoutes:
-    """Route decorators that validate input, call the domain function and shape its result."""
+    """Route decorators that validate input, call the domain function and shape its result.
 
-    def __init__(self, app: APIGatewayRestResolver, *, tag: str) -> None:
-        self.app = app
+    ``resolve(event)`` serves an API Gateway proxy event; the function's ``lambda_handler`` hands it the event.
+    """
+
+    def __init__(self, *, tag: str) -> None:
         self.tag = tag
         self.specs: list[RouteSpec] = []
-        _install_error_handlers(app)
+        self.router = Router(on_error=_error_response, on_not_found=_not_found)
+
+    def resolve(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The proxy response to one API Gateway event."""
+        return self.router.resolve(event)
 
     def route(
         self,
@@ -114,8 +119,7 @@ class ApiRoutes:
                     return result
                 return json_response(status, result)
 
-            resolver_path = path.replace("{", "<").replace("}", ">")
-            self.app.route(resolver_path, method=method.upper())(endpoint)
+            self.router.add(method, path, endpoint)
             return operation
 
         return decorator
@@ -137,12 +141,18 @@ class ApiRoutes:
 
     def actor(self) -> str:
         """Who made the current request (for audit fields such as ``patched_by``)."""
-        return request_actor(self.app.current_event)
+        return request_actor(self._request())
+
+    def _request(self) -> ApiRequest:
+        request = self.router.current_request
+        if request is None:
+            raise RuntimeError("no request is being handled")
+        return request
 
     def _parse_query(self, model: type[BaseModel]) -> BaseModel:
-        event = self.app.current_event
-        multi = event.multi_value_query_string_parameters or {}
-        single = event.query_string_parameters or {}
+        request = self._request()
+        multi = request.multi_value_query_string_parameters
+        single = request.query_string_parameters
         params: dict[str, Any] = {}
         for name in set(multi) | set(single):
             values = multi.get(name) or [single[name]]
@@ -156,7 +166,7 @@ class ApiRoutes:
             raise ValidationFailed(message, details=details) from error
 
     def _parse_body(self, model: type[BaseModel]) -> BaseModel:
-        data = raw_body(self.app.current_event)
+        data = raw_body(self._request())
         if not data.strip():
             raise ValidationFailed("request body is empty: send a JSON object (Content-Type: application/json)")
         try:
@@ -168,25 +178,16 @@ class ApiRoutes:
             raise ValidationFailed(message, details=details) from error
 
 
-def _install_error_handlers(app: APIGatewayRestResolver) -> None:
-    if getattr(app, "_connector_sla_errors", False):
-        return
-    app._connector_sla_errors = True  # type: ignore[attr-defined]
-
-    @app.exception_handler(DomainError)
-    def domain_error(error: DomainError) -> Response:
+def _error_response(request: ApiRequest, error: Exception) -> Response:
+    if isinstance(error, DomainError):
         logger.info("request refused", status=error.status, error_code=error.code, reason=error.message)
         return json_response(error.status, error.to_body())
+    logger.error("request failed", exc_info=error)
+    request_id = (request.raw_event.get("requestContext") or {}).get("requestId")
+    body = {"error": "internal_error", "message": "the request failed; retry later", "request_id": request_id}
+    return json_response(500, body)
 
-    @app.not_found
-    def route_not_found(_: NotFoundError) -> Response:
-        event = app.current_event
-        message = f"no route {event.http_method} {event.path}; see GET /openapi.json for the routes of this API"
-        return json_response(404, {"error": "not_found", "message": message})
 
-    @app.exception_handler(Exception)
-    def unexpected_error(error: Exception) -> Response:
-        logger.error("request failed", exc_info=error)
-        request_id = (app.current_event.raw_event.get("requestContext") or {}).get("requestId")
-        body = {"error": "internal_error", "message": "the request failed; retry later", "request_id": request_id}
-        return json_response(500, body)
+def _not_found(request: ApiRequest) -> Response:
+    message = f"no route {request.http_method} {request.path}; see GET /openapi.json for the routes of this API"
+    return json_response(404, {"error": "not_found", "message": message})
