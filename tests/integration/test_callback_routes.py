@@ -20,6 +20,7 @@ from connector_sla.storage.dynamo import Table
 from tests.support import Aws, call_api, load_event
 
 ALERTS = "AlertsApiFunction"
+ESCALATION = "EscalationApiFunction"
 EVENTS = "/alerts/oncall/events"
 INCIDENT = "inc_01JCALLBACKROUTES00000000"
 OTHER_INCIDENT = "inc_01JCALLBACKROUTES11111111"
@@ -30,8 +31,13 @@ def alerts(aws: Aws) -> Any:
     return aws.load_handler(ALERTS)
 
 
-def get(aws: Aws, handler: Any, path: str, **query: Any) -> tuple[int, Any]:
-    return call_api(aws, handler, ALERTS, "GET", path, query={key: str(value) for key, value in query.items()})
+@pytest.fixture
+def escalation(aws: Aws) -> Any:
+    return aws.load_handler(ESCALATION)
+
+
+def get(aws: Aws, handler: Any, path: str, *, logical_id: str = ALERTS, **query: Any) -> tuple[int, Any]:
+    return call_api(aws, handler, logical_id, "GET", path, query={key: str(value) for key, value in query.items()})
 
 
 def put_notification(aws: Aws, name: str, incident_id: str = INCIDENT) -> dict[str, Any]:
@@ -190,8 +196,8 @@ def test_a_cursor_of_another_query_is_refused(aws, alerts, history):
 # ---------------------------------------------------------------------------------------------- providers
 
 
-def test_the_default_provider_is_listed_before_it_is_ever_saved(aws, alerts):
-    status, body = get(aws, alerts, "/alerts/oncall/providers")
+def test_the_default_provider_is_listed_before_it_is_ever_saved(aws, escalation):
+    status, body = get(aws, escalation, "/alerts/oncall/providers", logical_id=ESCALATION)
     assert status == 200, body
     (default,) = body["items"]
     assert default["name"] == "generic" and default["saved"] is False and default["signing_scheme"] == "hmac_sha256"
@@ -199,10 +205,10 @@ def test_the_default_provider_is_listed_before_it_is_ever_saved(aws, alerts):
     assert default["secret_name"] == f"{service_settings().provider_secrets_path}/generic"
 
 
-def test_a_pagerduty_provider_gets_the_native_v3_mapping_by_default(aws, alerts):
+def test_a_pagerduty_provider_gets_the_native_v3_mapping_by_default(aws, escalation):
     # When a PagerDuty provider is saved without a mapping
     body = {"outbound_profile": "pagerduty_events_v2", "signing_scheme": "pagerduty_v3"}
-    status, saved = call_api(aws, alerts, ALERTS, "PUT", "/alerts/oncall/providers/pagerduty", body=body)
+    status, saved = call_api(aws, escalation, ESCALATION, "PUT", "/alerts/oncall/providers/pagerduty", body=body)
 
     # Then it reads PagerDuty's own payload, and is listed next to the default
     assert status == 200, saved
@@ -210,8 +216,10 @@ def test_a_pagerduty_provider_gets_the_native_v3_mapping_by_default(aws, alerts)
     assert saved["status_map"]["incident.acknowledged"] == "acknowledged"
     assert saved["outbound_url"] == "https://events.pagerduty.com/v2/enqueue"
     assert saved["saved"] is True and saved["updated_by"]
-    assert get(aws, alerts, "/alerts/oncall/providers/pagerduty") == (200, saved)
-    names = [item["name"] for item in get(aws, alerts, "/alerts/oncall/providers")[1]["items"]]
+    assert get(aws, escalation, "/alerts/oncall/providers/pagerduty", logical_id=ESCALATION) == (200, saved)
+    names = [
+        item["name"] for item in get(aws, escalation, "/alerts/oncall/providers", logical_id=ESCALATION)[1]["items"]
+    ]
     assert names == ["generic", "pagerduty"]
 
 
@@ -234,26 +242,26 @@ def test_a_pagerduty_provider_gets_the_native_v3_mapping_by_default(aws, alerts)
         ({"outbound_url": "https://hooks.example.com/a", "secret": "x"}, "body.secret"),
     ],
 )
-def test_a_provider_that_does_not_check_out_is_refused_and_not_saved(aws, alerts, body, field):
-    status, answer = call_api(aws, alerts, ALERTS, "PUT", "/alerts/oncall/providers/acme", body=body)
+def test_a_provider_that_does_not_check_out_is_refused_and_not_saved(aws, escalation, body, field):
+    status, answer = call_api(aws, escalation, ESCALATION, "PUT", "/alerts/oncall/providers/acme", body=body)
     assert status == 400, answer
     assert field in [detail["field"] for detail in answer.get("details", [])] or field in answer["message"]
-    assert get(aws, alerts, "/alerts/oncall/providers/acme")[0] == 404
+    assert get(aws, escalation, "/alerts/oncall/providers/acme", logical_id=ESCALATION)[0] == 404
 
 
-def test_a_provider_name_that_is_not_a_name_is_refused(aws, alerts):
-    status, body = get(aws, alerts, "/alerts/oncall/providers/Acme%20Corp")
+def test_a_provider_name_that_is_not_a_name_is_refused(aws, escalation):
+    status, body = get(aws, escalation, "/alerts/oncall/providers/Acme%20Corp", logical_id=ESCALATION)
     assert status == 400 and "provider name" in body["message"]
 
 
-def test_a_saved_mapping_is_what_reads_the_next_callback(aws, alerts):
+def test_a_saved_mapping_is_what_reads_the_next_callback(aws, escalation):
     # Given a provider whose payload nests our id under alert.ref and says "ACK"
     body = {
         "outbound_url": "https://hooks.example.com/acme",
         "mapping": {"notification_id": "alert.ref", "status": "alert.state", "event_id": "id"},
         "status_map": {"ACK": "acknowledged"},
     }
-    assert call_api(aws, alerts, ALERTS, "PUT", "/alerts/oncall/providers/acme", body=body)[0] == 200
+    assert call_api(aws, escalation, ESCALATION, "PUT", "/alerts/oncall/providers/acme", body=body)[0] == 200
     secret = "acme-secret"
     name = f"{service_settings().provider_secrets_path}/acme"
     aws.client("secretsmanager").create_secret(Name=name, SecretString=json.dumps({"signing_secret": secret}))

@@ -138,7 +138,12 @@ def test_pagerduty_events_v2_trigger_and_resolve(scenario):
         ]
     }
     status, _ = call_api(
-        scenario.aws, scenario.alerts_api, "AlertsApiFunction", "PUT", "/alerts/chains/connector/orders-db", body=body
+        scenario.aws,
+        scenario.escalation_api,
+        "EscalationApiFunction",
+        "PUT",
+        "/alerts/chains/connector/orders-db",
+        body=body,
     )
     assert status == 200
 

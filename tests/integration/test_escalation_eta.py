@@ -27,8 +27,8 @@ def reach_l3(scenario, connector_id="orders-db"):
 def post_eta(scenario, incident_id, eta, **extra):
     return call_api(
         scenario.aws,
-        scenario.alerts_api,
-        "AlertsApiFunction",
+        scenario.escalation_api,
+        "EscalationApiFunction",
         "POST",
         f"/alerts/incidents/{incident_id}/eta",
         body={"eta": eta, **extra},
@@ -209,8 +209,8 @@ def test_eta_input_is_validated_and_nothing_is_written_when_refused(scenario):
         # When an ETA is posted with bad input
         status, error = call_api(
             scenario.aws,
-            scenario.alerts_api,
-            "AlertsApiFunction",
+            scenario.escalation_api,
+            "EscalationApiFunction",
             "POST",
             f"/alerts/incidents/{target}/eta",
             body=body,

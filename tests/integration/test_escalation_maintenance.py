@@ -15,7 +15,7 @@ def open_window(scenario, scope, scope_id, minutes=60, reason="database failover
     now = datetime.now(UTC)
     body = {"scope": scope, "scope_id": scope_id, "ends_at": to_iso(now + timedelta(minutes=minutes)), "reason": reason}
     status, window = call_api(
-        scenario.aws, scenario.alerts_api, "AlertsApiFunction", "POST", "/alerts/maintenance-windows", body=body
+        scenario.aws, scenario.escalation_api, "EscalationApiFunction", "POST", "/alerts/maintenance-windows", body=body
     )
     assert status == 201, window
     return window
@@ -69,8 +69,8 @@ def test_cancelling_the_window_releases_the_held_alert_on_the_next_tick(scenario
     # When the window is ended early through the API and the timer ticks at the hold's re-check
     status, cancelled = call_api(
         scenario.aws,
-        scenario.alerts_api,
-        "AlertsApiFunction",
+        scenario.escalation_api,
+        "EscalationApiFunction",
         "DELETE",
         f"/alerts/maintenance-windows/{window['window_id']}",
     )
@@ -86,8 +86,8 @@ def test_cancelling_the_window_releases_the_held_alert_on_the_next_tick(scenario
     # And the cancelled window is still listed, as evidence
     status, page = call_api(
         scenario.aws,
-        scenario.alerts_api,
-        "AlertsApiFunction",
+        scenario.escalation_api,
+        "EscalationApiFunction",
         "GET",
         "/alerts/maintenance-windows",
         query={"include_ended": "true"},
@@ -106,8 +106,8 @@ def test_a_held_alert_of_a_level_the_incident_left_is_suppressed_with_a_delivery
     # When the window ends and the timer ticks
     call_api(
         scenario.aws,
-        scenario.alerts_api,
-        "AlertsApiFunction",
+        scenario.escalation_api,
+        "EscalationApiFunction",
         "DELETE",
         f"/alerts/maintenance-windows/{window['window_id']}",
     )
@@ -186,21 +186,26 @@ def test_windows_are_validated_and_nothing_is_written_when_refused(scenario):
     for body, expected in cases:
         # When an invalid window is posted
         status, error = call_api(
-            scenario.aws, scenario.alerts_api, "AlertsApiFunction", "POST", "/alerts/maintenance-windows", body=body
+            scenario.aws,
+            scenario.escalation_api,
+            "EscalationApiFunction",
+            "POST",
+            "/alerts/maintenance-windows",
+            body=body,
         )
         # Then it is a 400 that says what was wrong
         assert status == 400 and expected in error["message"], (body, error)
     # And no window exists
     status, page = call_api(
         scenario.aws,
-        scenario.alerts_api,
-        "AlertsApiFunction",
+        scenario.escalation_api,
+        "EscalationApiFunction",
         "GET",
         "/alerts/maintenance-windows",
         query={"include_ended": "true"},
     )
     assert page["items"] == []
     status, error = call_api(
-        scenario.aws, scenario.alerts_api, "AlertsApiFunction", "DELETE", "/alerts/maintenance-windows/mnt_nope"
+        scenario.aws, scenario.escalation_api, "EscalationApiFunction", "DELETE", "/alerts/maintenance-windows/mnt_nope"
     )
     assert status == 404

@@ -119,6 +119,7 @@ class Scenario:
     escalation: Any = None
     timer: Any = None
     alerts_api: Any = None
+    escalation_api: Any = None
     _iterator: str | None = None
     stream_records: list[dict[str, Any]] = field(default_factory=list)
 
@@ -282,6 +283,7 @@ def scenario(aws):
         run.escalation = aws.load_handler("EscalationFunction")
         run.timer = aws.load_handler("EscalationTimerFunction")
         run.alerts_api = aws.load_handler("AlertsApiFunction")
+        run.escalation_api = aws.load_handler("EscalationApiFunction")
         yield run
 
 

@@ -23,7 +23,9 @@ from connector_sla.alerts.models import (
     NotificationView,
 )
 from connector_sla.alerts.records import SHARDS
+from connector_sla.config import settings
 from connector_sla.errors import ValidationFailed
+from connector_sla.storage.aws import client
 from connector_sla.storage.dynamo import Expression, Item, Table
 from connector_sla.timeutil import days_between, parse_iso, to_iso
 
@@ -50,6 +52,13 @@ class AlertReads:
     def __init__(self, notifications: Table, deliveries: Table) -> None:
         self.notifications = notifications
         self.deliveries = deliveries
+
+    @classmethod
+    def from_settings(cls) -> AlertReads:
+        """Reads over this process's tables and shared DynamoDB client."""
+        config = settings()
+        dynamodb = client("dynamodb")
+        return cls(Table(config.notifications_table, dynamodb), Table(config.deliveries_table, dynamodb))
 
     def list_notifications(self, query: NotificationQuery, *, now: datetime) -> NotificationPage:
         """Notifications matching the query, newest first."""

@@ -1,6 +1,7 @@
-"""The alerts API's callback routes: the callback history and the on-call provider settings.
+"""The callback routes of the operator API: the callback history and the on-call provider settings.
 
-The alerts function calls :func:`register` once with its :class:`ApiRoutes`; the operations run there.
+The alerts function calls :func:`register_history` and the escalation function :func:`register_providers`, each
+once with its :class:`ApiRoutes`; the operations run there.
 """
 
 from __future__ import annotations
@@ -33,12 +34,9 @@ logger = Logger(child=True)
 _PROVIDER_NAME = re.compile(PROVIDER_PATTERN)
 
 
-def register(routes: ApiRoutes) -> None:
-    """Declare GET /alerts/oncall/events and the provider routes on ``routes``."""
-    config = settings()
-    dynamodb = client("dynamodb")
-    providers = ProviderStore(Table(config.settings_table, dynamodb))
-    history = CallbackHistory(Table(config.callbacks_table, dynamodb))
+def register_history(routes: ApiRoutes) -> None:
+    """Declare GET /alerts/oncall/events on ``routes``."""
+    history = CallbackHistory(Table(settings().callbacks_table, client("dynamodb")))
 
     @routes.get(
         "/alerts/oncall/events",
@@ -59,6 +57,11 @@ def register(routes: ApiRoutes) -> None:
         )
         items, next_cursor = history.find(wanted, limit=query.limit, cursor=query.cursor, now=utcnow())
         return CallbackEventPage(items=[CallbackEvent.model_validate(item) for item in items], next_cursor=next_cursor)
+
+
+def register_providers(routes: ApiRoutes) -> None:
+    """Declare the on-call provider routes on ``routes``."""
+    providers = ProviderStore(Table(settings().settings_table, client("dynamodb")))
 
     @routes.get("/alerts/oncall/providers", response=ProviderList, summary="On-call providers and their settings")
     def list_oncall_providers() -> ProviderList:

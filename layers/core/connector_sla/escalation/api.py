@@ -1,11 +1,14 @@
-"""The services behind the alerts API routes of escalation (reads, chains, maintenance windows, ETAs)."""
+"""The services behind the escalation API: chains, maintenance windows and recovery ETAs.
+
+The read side (notifications, deliveries) is ``alerts.reads``, served by the alerts API, which never imports
+this module.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from connector_sla.alerts.providers import ProviderStore
-from connector_sla.alerts.reads import AlertReads
 from connector_sla.alerts.store import NotificationStore
 from connector_sla.config import settings
 from connector_sla.escalation.admin import ChainAdmin, ConnectorDirectory, EtaRecorder, MaintenanceAdmin
@@ -16,28 +19,25 @@ from connector_sla.storage.dynamo import Table
 
 
 @dataclass(frozen=True)
-class AlertsServices:
-    reads: AlertReads
+class EscalationServices:
     chains: ChainAdmin
     maintenance: MaintenanceAdmin
     eta: EtaRecorder
 
 
-def alerts_services() -> AlertsServices:
-    """The alerts API's services over this process's tables and shared DynamoDB client."""
+def escalation_services() -> EscalationServices:
+    """The escalation API's services over this process's tables and shared DynamoDB client."""
     config = settings()
     dynamodb = client("dynamodb")
     notifications = Table(config.notifications_table, dynamodb)
-    deliveries = Table(config.deliveries_table, dynamodb)
     settings_table = Table(config.settings_table, dynamodb)
     connectors = Table(config.connectors_table, dynamodb)
     directory = ConnectorDirectory(connectors)
-    return AlertsServices(
-        reads=AlertReads(notifications, deliveries),
+    return EscalationServices(
         chains=ChainAdmin(ChainStore(settings_table), ProviderStore(settings_table), directory),
         maintenance=MaintenanceAdmin(MaintenanceStore(settings_table), directory),
         eta=EtaRecorder(
-            NotificationStore(notifications, deliveries),
+            NotificationStore(notifications, Table(config.deliveries_table, dynamodb)),
             StateLedger(connectors, Table(config.transitions_table, dynamodb)),
         ),
     )

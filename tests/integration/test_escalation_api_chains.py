@@ -31,7 +31,7 @@ def chain(l1=None, l2=None, l3=None, **l3_extra):
 
 
 def api(scenario, method, path, **kwargs):
-    return call_api(scenario.aws, scenario.alerts_api, "AlertsApiFunction", method, path, **kwargs)
+    return call_api(scenario.aws, scenario.escalation_api, "EscalationApiFunction", method, path, **kwargs)
 
 
 def test_the_default_chain_comes_from_the_environment(scenario):
