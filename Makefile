@@ -13,7 +13,7 @@ RUN_ARGS ?=
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: run test lint format validate unit build openapi bench verify-evidence clean help
+.PHONY: run test lint format validate unit build openapi bench verify-evidence lock clean help
 
 help:
 	@echo "make run        start the local stack on http://127.0.0.1:$(PORT) and play the demo (Ctrl-C stops)"
@@ -21,6 +21,7 @@ help:
 	@echo "make build      sam build (python3.13, arm64) into .aws-sam/"
 	@echo "make openapi    regenerate the committed OpenAPI document"
 	@echo "make bench      run every benchmark in benchmarks/ and print its figures"
+	@echo "make lock       re-pin requirements/dev.txt from requirements/dev.in"
 	@echo "make verify-evidence BUNDLE=path.zip [MANIFEST=manifest.json]   verify an evidence bundle offline"
 
 $(VENV)/.ready: requirements/dev.txt
@@ -71,6 +72,14 @@ verify-evidence:
 	@test -n "$(BUNDLE)" || (echo "usage: make verify-evidence BUNDLE=bundle.zip [MANIFEST=manifest.json]" && exit 2)
 	PYTHONPATH=layers/core $(PYTHON) -S -m connector_sla.evidence.verify "$(BUNDLE)" \
 	  $(if $(MANIFEST),--manifest "$(MANIFEST)")
+
+# Re-pin requirements/dev.txt from requirements/dev.in (newest releases the registry offers); review the diff.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet -r requirements/dev.in
+	{ echo "# Pinned development and test environment (Python 3.11 to 3.13). Regenerate with \`make lock\`."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable; } > requirements/dev.txt
+	rm -rf .venv-lock
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .devstack .ruff_cache .mypy_cache tests/artifacts

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 import urllib.request
 
 import pytest
 
+from connector_sla.alerts.records import shard_of
+from connector_sla.storage.dynamo import Table
+from connector_sla.timeutil import to_iso, utcnow
 from devstack.stack import LocalStack, PortInUse, StackOptions
+from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
 
@@ -59,3 +68,54 @@ def test_a_port_in_use_is_named_with_the_option_that_changes_it(stack):
     options = StackOptions(port=stack.options.port, moto_port=free_port(), provider_port=free_port())
     with pytest.raises(PortInUse, match=rf"port {stack.options.port} .* --port"):
         LocalStack(options, log=lambda _: None).start()
+
+
+def readme_block_containing(marker: str) -> str:
+    """The README's fenced code block that contains ``marker`` (so the test runs what the README says)."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+    [block] = [block for block in blocks if marker in block]
+    return textwrap.dedent(block)
+
+
+def test_the_readmes_signed_callback_recipe_acknowledges_the_page(stack):
+    # Given an unacked on-call page of an open incident
+    notification_id = "ntf_01README" + "0" * 16
+    notifications = Table(stack.template.attribute("NotificationsTable", "Ref"), stack.client("dynamodb"))
+    now = utcnow()
+    notifications.put(
+        {
+            "notification_id": notification_id,
+            "incident_id": "inc_01README",
+            "connector_id": "orders-readme",
+            "level": "L1",
+            "kind": "alert",
+            "channel": "oncall",
+            "target": "generic",
+            "provider": "generic",
+            "ack_state": "unacked",
+            "unacked_shard": shard_of(notification_id),
+            "delivery_status": "sent",
+            "created_at": to_iso(now),
+            "updated_at": to_iso(now),
+            "day": to_iso(now)[:10],
+            "version": 1,
+        }
+    )
+
+    # When the README's recipe (secret, openssl HMAC, curl) runs as written, against this stack's ports
+    script = readme_block_containing("X-Callback-Signature: sha256=$SIG")
+    script = script.replace(".venv/bin/python", sys.executable)
+    script = script.replace("devstack.secret generic", f"devstack.secret generic --moto-port {stack.options.moto_port}")
+    env = {**os.environ, "API": stack.api_url, "NOTIFICATION": notification_id}
+    command = ["bash", "-euo", "pipefail", "-c", script]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    # Then the callback was verified and applied, and runbook steps 5 and 6 hold
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (answer["result"], answer["ack_applied"], answer["ack_state"]) == ("recorded", True, "acknowledged")
+    _, unacked = get_json(f"{stack.api_url}/alerts/notifications?only_unacked=true&connector_id=orders-readme")
+    assert unacked["items"] == []
+    _, history = get_json(f"{stack.api_url}/alerts/oncall/events?incident_id=inc_01README")
+    assert [(item["status"], item["signature"]) for item in history["items"]] == [("acknowledged", "verified")]
