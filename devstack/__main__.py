@@ -30,6 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true", help="play the runbook scenario once the stack is ready")
     parser.add_argument("--verbose", action="store_true", help="also print email bodies")
     parser.add_argument("--state-dir", type=Path, default=None, help="where function logs go (default .devstack/)")
+    parser.add_argument(
+        "--access-log",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="record each function's AWS calls in DIR/<Function>.jsonl; python -m devstack.access DIR checks them",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -41,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             parameters=parse_parameter_overrides(args.parameter),
             verbose=args.verbose,
             auto_ack_seconds=args.auto_ack,
+            access_log_dir=args.access_log,
         )
         if args.state_dir:
             options.state_dir = args.state_dir

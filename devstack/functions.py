@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from devstack.access import ACCESS_LOG_ENV, install_recorder
 from devstack.template import Template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -181,6 +182,9 @@ def _worker_main(spec: FunctionSpec, extra_env: dict[str, str], connection: Conn
         del os.environ[key]
     os.environ.update(spec.environment)
     os.environ.update(extra_env)
+    access_log = os.environ.pop(ACCESS_LOG_ENV, None)
+    if access_log:
+        install_recorder(Path(access_log) / f"{spec.logical_id}.jsonl")
     sys.path[:0] = [str(spec.code_dir), str(LAYER_DIR)]
     module_path, attribute = handler_module_path(spec)
     try:

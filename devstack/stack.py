@@ -21,6 +21,7 @@ from moto.ses.models import ses_backends
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from connector_sla.sla.events import EVENT_SOURCE
+from devstack.access import ACCESS_LOG_ENV
 from devstack.fake_provider import FakeProvider
 from devstack.functions import ROOT, FunctionSpec, InvocationError, Worker, read_functions
 from devstack.gateway import Gateway
@@ -49,6 +50,8 @@ class StackOptions:
     verbose: bool = False
     auto_ack_seconds: float | None = None
     prewarm: bool = True
+    # Record every AWS call of every function under this folder (devstack.access checks them against the template).
+    access_log_dir: Path | None = None
 
 
 def check_port(port: int, option: str) -> None:
@@ -112,6 +115,8 @@ class LocalStack:
         check_port(options.moto_port, "--moto-port")
         check_port(options.provider_port, "--provider-port")
         options.state_dir.mkdir(parents=True, exist_ok=True)
+        if options.access_log_dir:
+            options.access_log_dir.mkdir(parents=True, exist_ok=True)
         (options.state_dir / "logs").mkdir(exist_ok=True)
         self._start_moto()
         parameters = {
@@ -189,6 +194,7 @@ class LocalStack:
             # Local-only relaxations, never set by the template: the fake provider is plain HTTP on loopback.
             "OUTBOUND_ALLOWED_LOCAL_TARGETS": f"{HOST}:{self.options.provider_port}",
             "RECONCILE_FILE_BASE_DIR": str(ROOT / "devstack" / "data"),
+            **({ACCESS_LOG_ENV: str(self.options.access_log_dir)} if self.options.access_log_dir else {}),
         }
 
     # -------------------------------------------------------------------------------------------- invoking

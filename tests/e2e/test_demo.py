@@ -11,8 +11,10 @@ import socket
 import pytest
 
 from connector_sla.evidence.verify import verify_bundle
+from devstack.access import check, read_calls
 from devstack.demo import INVENTORY, ORDERS, Demo
 from devstack.stack import LocalStack, StackOptions
+from devstack.template import ACCOUNT_ID, REGION
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +29,12 @@ def free_port() -> int:
 def played(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("devstack")
     options = StackOptions(
-        port=free_port(), moto_port=free_port(), provider_port=free_port(), speed=30, state_dir=state_dir
+        port=free_port(),
+        moto_port=free_port(),
+        provider_port=free_port(),
+        speed=30,
+        state_dir=state_dir,
+        access_log_dir=state_dir / "access",
     )
     lines: list[str] = []
     stack = LocalStack(options, log=lines.append)
@@ -107,3 +114,31 @@ def test_recovery_closes_both_incidents_sends_resolved_notices_and_the_bundle_ve
     assert result.bundle_verified is True
     assert result.bundle_path is not None and verify_bundle(result.bundle_path).verified
     assert lines[-1].startswith("demo ") and "/ops/dashboard" in lines[-1]
+
+
+def test_every_aws_call_the_functions_made_is_granted_by_their_own_policy_in_the_template(played):
+    # Given every AWS call each function made while the demo played (moto itself enforces no IAM)
+    stack, _, _ = played
+    recorded = read_calls(stack.options.access_log_dir)
+    exercised = {
+        "SlaEvaluatorFunction",
+        "EscalationFunction",
+        "EscalationTimerFunction",
+        "OncallCallbackFunction",
+        "ConnectorsApiFunction",
+        "FailuresApiFunction",
+        "ReplayWorkerFunction",
+        "AlertsApiFunction",
+        "EscalationApiFunction",
+        "JobsApiFunction",
+        "JobRunnerFunction",
+        "EvidenceApiFunction",
+        "EvidenceExportFunction",
+    }
+    assert exercised <= {name for name, calls in recorded.items() if calls}, sorted(recorded)
+
+    # When each call is turned into the IAM actions and ARNs AWS would authorize
+    problems = check(stack.options.access_log_dir, stack.template, region=REGION, account=ACCOUNT_ID)
+
+    # Then the function's own policy allows every one of them
+    assert problems == []
