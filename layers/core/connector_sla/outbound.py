@@ -55,10 +55,27 @@ def _system_resolver(host: str, port: int) -> Sequence[str]:
     return sorted({str(info[4][0]) for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)})
 
 
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, and the deprecated IPv4-compatible form).
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address reaches through a translation or tunnel (mapped, 6to4, Teredo, NAT64)."""
+    found = [address for address in (ip.ipv4_mapped, ip.sixtofour) if address is not None]
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if any(ip in network for network in _NAT64) or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
 def _is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded:
+            return all(_is_public(str(inner)) for inner in embedded)
     return bool(ip.is_global) and not ip.is_multicast
 
 
@@ -163,11 +180,13 @@ def _send_pinned(
         pool = urllib3.HTTPConnectionPool(address, target.port, timeout=timeout, retries=False)
     request_headers = {"Host": target.host if target.port in (80, 443) else f"{target.host}:{target.port}"}
     request_headers.update(headers)
+    # The read timeout bounds each socket read; this bounds the whole answer, so a trickling server cannot hold on.
+    deadline = time.monotonic() + connect_timeout + read_timeout
     try:
         response = pool.urlopen(
             method, target.path, body=body, headers=request_headers, redirect=False, preload_content=False
         )
-        data = response.read(max_bytes + 1)
+        data = _read_until(response, deadline, max_bytes + 1)
         response.release_conn()
     except urllib3.exceptions.HTTPError as error:
         raise OutboundFailed(f"{type(error).__name__}: {error}") from error
@@ -176,3 +195,18 @@ def _send_pinned(
     if len(data) > max_bytes:
         raise OutboundFailed(f"the answer is larger than {max_bytes} bytes")
     return _Raw(response.status, dict(response.headers), data)
+
+
+def _read_until(response: Any, deadline: float, limit: int) -> bytes:
+    """The body, read in chunks, up to ``limit`` bytes; raises :class:`OutboundFailed` past ``deadline``."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = response.read1(65_536)  # returns as soon as any bytes arrived, so the deadline is checked often
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if time.monotonic() > deadline:
+            raise OutboundFailed("the answer took too long to arrive (timeout for the whole answer)")
+    return b"".join(chunks)[:limit]
