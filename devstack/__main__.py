@@ -39,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
+    # Ctrl-C only sets this: a stop in the middle of starting waits for the start to finish, then undoes it all.
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
         options = StackOptions(
             port=args.port,
@@ -53,22 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.state_dir:
             options.state_dir = args.state_dir
         stack = LocalStack(options)
-        stack.start()
+        stack.check_ports()
     except (PortInUse, TemplateError) as error:
         print(str(error), file=sys.stderr)
         return 2
-
-    stopping = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stopping.set())
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     demo = Demo(stack, say=stack.log) if args.demo else None
     try:
+        stack.start()
         seconds = stack.wait_until_ready()
         stack.log(
             f"ready     API on {stack.api_url} ({seconds:.1f} s); fake provider on {stack.provider_url}; "
             f"function logs in {options.state_dir / 'logs'}; Ctrl-C stops"
         )
-        if demo is not None:
+        if demo is not None and not stopping.is_set():
             # In its own thread, so Ctrl-C stops the stack at once, mid-demo too.
             threading.Thread(target=_play_demo, args=(demo,), name="demo", daemon=True).start()
         stopping.wait()

@@ -109,11 +109,15 @@ class LocalStack:
 
     # -------------------------------------------------------------------------------------------- lifecycle
 
+    def check_ports(self) -> None:
+        """Raise :class:`PortInUse` naming the first port that is taken and the option that changes it."""
+        check_port(self.options.port, "--port")
+        check_port(self.options.moto_port, "--moto-port")
+        check_port(self.options.provider_port, "--provider-port")
+
     def start(self) -> None:
         options = self.options
-        check_port(options.port, "--port")
-        check_port(options.moto_port, "--moto-port")
-        check_port(options.provider_port, "--provider-port")
+        self.check_ports()
         options.state_dir.mkdir(parents=True, exist_ok=True)
         if options.access_log_dir:
             options.access_log_dir.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -119,3 +120,58 @@ def test_the_readmes_signed_callback_recipe_acknowledges_the_page(stack):
     assert unacked["items"] == []
     _, history = get_json(f"{stack.api_url}/alerts/oncall/events?incident_id=inc_01README")
     assert [(item["status"], item["signature"]) for item in history["items"]] == [("acknowledged", "verified")]
+
+
+def start_cli(tmp_path, *extra: str, **chosen: int) -> tuple[subprocess.Popen, dict[str, int]]:
+    ports = {"--port": free_port(), "--moto-port": free_port(), "--provider-port": free_port()}
+    ports.update({f"--{name.replace('_', '-')}": port for name, port in chosen.items()})
+    command = [sys.executable, "-m", "devstack", "--state-dir", str(tmp_path), *extra]
+    for option, port in ports.items():
+        command += [option, str(port)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return process, ports
+
+
+def test_the_command_line_stack_serves_then_stops_cleanly_on_ctrl_c(tmp_path):
+    # Given `python -m devstack` (what `make run` runs) started on free ports
+    process, ports = start_cli(tmp_path, "--speed", "30")
+    lines = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if " ready " in line:
+                break
+        status, _ = get_json(f"http://127.0.0.1:{ports['--port']}/events/connectors/overview")
+        assert status == 200
+
+        # When Ctrl-C reaches it
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    # Then it stopped everything and exited 0, and its ports are free again
+    assert process.returncode == 0, err[-2000:]
+    assert out.rstrip().splitlines()[-1].endswith("stopped")
+    for port in ports.values():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+
+
+def test_the_command_line_names_a_busy_port_in_one_line_and_starts_nothing(tmp_path):
+    # Given the API port already taken by someone else
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        busy = squatter.getsockname()[1]
+        process, _ = start_cli(tmp_path, port=busy)
+        out, err = process.communicate(timeout=60)
+
+    # Then it exits 2 with one line that names the port and the option that changes it
+    assert process.returncode == 2
+    assert err.strip().splitlines() == [
+        f"error: port {busy} on 127.0.0.1 is already in use; choose another with --port N"
+    ]
+    assert out == ""
