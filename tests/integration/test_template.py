@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 
 import pytest
 from botocore.exceptions import ClientError
 
 from devstack.functions import read_functions
 from devstack.resources import lift_tls_only_denies
-from tests.support import EVENTS_DIR, FUNCTIONS_DIR, load_template
+from tests.support import EVENTS_DIR, FUNCTIONS_DIR, ROOT, load_template
 
 TEMPLATE = load_template()
 RESOURCES = TEMPLATE.body["Resources"]
@@ -168,3 +169,20 @@ def test_functions_share_one_set_of_environment_names(aws):
     from tests.support import function_environment
 
     assert function_environment(aws.functions)["CONNECTORS_TABLE"] == aws.name("ConnectorsTable")
+
+
+@pytest.mark.parametrize("environment", ["default", "dev", "prod"])
+def test_samconfig_has_deploy_defaults_for_each_environment_that_name_real_parameters(environment):
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    deploy = config[environment]["deploy"]["parameters"]
+    assert {"stack_name", "region", "capabilities", "resolve_s3", "confirm_changeset"} <= set(deploy)
+    assert deploy["resolve_s3"] is True and deploy["confirm_changeset"] is True
+    assert "CAPABILITY_IAM" in deploy["capabilities"]
+    overrides = dict(pair.split("=", 1) for pair in deploy["parameter_overrides"].split())
+    assert set(overrides) <= set(TEMPLATE.body["Parameters"]), set(overrides) - set(TEMPLATE.body["Parameters"])
+    assert overrides["Stage"] == ("prod" if environment == "prod" else "dev")
+
+
+def test_plain_sam_deploy_and_the_dev_environment_deploy_the_same_stack():
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text())
+    assert config["default"]["deploy"]["parameters"] == config["dev"]["deploy"]["parameters"]
