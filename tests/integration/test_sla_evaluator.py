@@ -10,6 +10,7 @@ import pytest
 
 from connector_sla.sla.evaluator import Evaluator
 from connector_sla.sla.rules import Tick
+from connector_sla.timeutil import parse_iso
 from tests.support import call_api, load_event
 
 API = "ConnectorsApiFunction"
@@ -132,7 +133,10 @@ def test_two_evaluators_racing_on_one_connector_produce_one_transition(harness, 
     assert [transition["kind"] for transition in harness.transitions()] == ["opened"]
 
 
-def test_critical_repeat_escalates_and_recovery_closes_with_the_duration(harness):
+def test_critical_repeat_escalates_and_recovery_closes_with_the_duration(harness, monkeypatch):
+    # The evaluator's clock moves a minute per tick (the reports stay within the warning threshold of it)
+    started = datetime.now(UTC)
+    monkeypatch.setattr(harness.evaluator, "utcnow", lambda: started + timedelta(minutes=harness.minute - 1))
     harness.register(recovery_clean_windows=2)
     harness.report(lag=1000)
     harness.tick()
@@ -149,7 +153,10 @@ def test_critical_repeat_escalates_and_recovery_closes_with_the_duration(harness
     events = {event["detail-type"]: event["detail"] for event in harness.sla_events()}
     assert events["event_connector_sla_escalation"]["from_level"] == "L1"
     assert events["event_connector_sla_escalation"]["to_level"] == "L2"
-    assert events["event_connector_sla_recovery"]["duration_seconds"] >= 0
+    # The incident lasted from its first warning (tick 1) to the recovery (tick 4): three minutes
+    opened, recovered = harness.transitions()[0], harness.transitions()[-1]
+    assert int((parse_iso(recovered["at"]) - parse_iso(opened["at"])).total_seconds()) == 180
+    assert events["event_connector_sla_recovery"]["duration_seconds"] == 180 == recovered["details"]["duration_seconds"]
     # The transition history verifies as a hash chain
     history = harness.transitions()
     assert all(later["prev_hash"] == earlier["record_hash"] for earlier, later in itertools.pairwise(history))
@@ -220,3 +227,38 @@ def test_shards_evaluate_every_connector_exactly_once(aws, harness):
     assert evaluated == 12
     for index in range(12):
         assert harness.state(f"s{index}")["level"] == "L1"
+
+
+def test_the_transition_history_filters_by_incident_and_by_time(harness):
+    # Given a connector whose first incident closed and a second one opened
+    harness.register(recovery_clean_windows=1)
+    harness.report(lag=400)
+    harness.tick()
+    harness.report(lag=1)
+    harness.tick()
+    harness.report(lag=400)
+    harness.tick()
+    history = harness.transitions()
+    assert [item["kind"] for item in history] == ["opened", "recovered", "opened"]
+    first, second = history[0]["incident_id"], history[2]["incident_id"]
+    assert first != second
+
+    # When the history is read for one incident, and for a time range
+    status, by_incident = harness.api(
+        "GET", "/events/connectors/sla/states", query={"view": "transitions", "incident_id": first}
+    )
+    assert status == 200
+    query = {"view": "transitions", "connector_id": "orders", "since": history[1]["at"], "until": history[2]["at"]}
+    status, by_time = harness.api("GET", "/events/connectors/sla/states", query=query)
+    assert status == 200
+
+    # Then each lists exactly the transitions it names (since inclusive, until exclusive)
+    assert [item["transition_id"] for item in by_incident["transitions"]] == [
+        item["transition_id"] for item in history[:2]
+    ]
+    assert [item["transition_id"] for item in by_time["transitions"]] == [history[1]["transition_id"]]
+
+
+def test_a_history_filter_on_the_current_view_is_a_400_that_says_which_view_it_needs(harness):
+    status, body = harness.api("GET", "/events/connectors/sla/states", query={"incident_id": "inc_1"})
+    assert status == 400 and "view=transitions" in body["message"]

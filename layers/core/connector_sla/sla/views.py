@@ -313,7 +313,10 @@ class SlaViews:
 
 def _time_range(expr: Expression, attribute: str, since: str | None, until: str | None) -> str:
     if since and until:
-        return f" AND {expr.name(attribute)} BETWEEN {expr.value(since)} AND {expr.value(until)}"
+        # BETWEEN includes its upper bound; times are stored to the millisecond, so the last one before ``until``
+        # is ``until`` less a millisecond.
+        last = max(since, to_iso(parse_iso(until) - timedelta(milliseconds=1)))
+        return f" AND {expr.name(attribute)} BETWEEN {expr.value(since)} AND {expr.value(last)}"
     if since:
         return f" AND {expr.name(attribute)} >= {expr.value(since)}"
     if until:
