@@ -83,10 +83,13 @@ def _table(_template: Template, client: ClientFactory, name: str, properties: di
 
 def _queue(template: Template, client: ClientFactory, name: str, properties: dict[str, Any]) -> dict[str, Any]:
     queue_attributes = {}
-    if "MessageRetentionPeriod" in properties:
-        queue_attributes["MessageRetentionPeriod"] = str(properties["MessageRetentionPeriod"])
-    if "VisibilityTimeout" in properties:
-        queue_attributes["VisibilityTimeout"] = str(properties["VisibilityTimeout"])
+    for attribute in (
+        "MessageRetentionPeriod", "VisibilityTimeout", "FifoQueue", "ContentBasedDeduplication", "DeduplicationScope",
+        "FifoThroughputLimit",
+    ):  # fmt: skip
+        if attribute in properties:
+            value = properties[attribute]
+            queue_attributes[attribute] = str(value).lower() if isinstance(value, bool) else str(value)
     url = client("sqs").create_queue(QueueName=name, Attributes=queue_attributes)["QueueUrl"]
     return {"Ref": url, "Arn": template.arn("sqs", name), "QueueName": name, "QueueUrl": url}
 

@@ -112,6 +112,8 @@ class Template:
         if declared_key and declared_key in properties:
             return str(self.resolve(properties[declared_key]))
         name = f"{self.stack_name}-{logical_id}"
+        if kind == "AWS::SQS::Queue" and self.resolve(properties.get("FifoQueue")) is True:
+            return f"{name}.fifo"  # CloudFormation names a FIFO queue so, as SQS requires
         return name.lower() if kind == "AWS::S3::Bucket" else name
 
     def arn(self, service: str, resource: str) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from connector_sla.storage.aws import client
 from tests.integration.test_replay_api import CONNECTOR, Bench, assert_never_lost, bench_fixture, patch
 
 __all__ = ["bench_fixture"]  # the ``bench`` fixture, shared with the API tests
@@ -322,6 +323,11 @@ def test_a_crash_between_publishing_and_recording_republishes_with_the_same_repl
         raise RuntimeError("worker crashed")
 
     store.record_replayed = crash_once
+    sent: Counter[str] = Counter()
+    client("sqs").meta.events.register(
+        "before-parameter-build.sqs.SendMessageBatch",
+        lambda params, **_: sent.update(entry["MessageDeduplicationId"] for entry in params["Entries"]),
+    )
     replay_id = start(bench, failure_ids=ids)
     with pytest.raises(RuntimeError, match="worker crashed"):
         bench.run_worker(replay_id)
@@ -332,11 +338,12 @@ def test_a_crash_between_publishing_and_recording_republishes_with_the_same_repl
     assert bench.call("POST", f"/events/connectors/replays/{replay_id}/resume")[0] == 202
     bench.run_worker(replay_id)
 
-    # Then the unrecorded rows went out again with the same replay key (the consumer's idempotency key),
-    # and each row is recorded and counted once
+    # Then the unrecorded rows went out again with the same replay key, which the FIFO replay queue takes as its
+    # deduplication id: each row reached the queue's consumer once, and is recorded and counted once
     messages = bench.drain_queue()
     keys = Counter(message["replay_key"] for message in messages)
-    assert keys == Counter({f"{failure_id}:1": 2 for failure_id in ids})
+    assert keys == Counter({f"{failure_id}:1": 1 for failure_id in ids})
+    assert sent == Counter({f"{failure_id}-1": 2 for failure_id in ids})  # each row published twice
     assert bench.counters() == {"dead_letter_total": 3, "pending_replay": 0, "replayed_total": 3}
     assert_never_lost(bench, ids)
 

@@ -14,8 +14,12 @@ Before each batch the worker checks the time the invocation has left; short of t
 and starts itself again to go on. Entries the target keeps refusing (a throttle) stop the job as
 ``interrupted``; ``POST /events/connectors/replays/{replay_id}/resume`` goes on from there.
 
-# Limitation: a crash (or hard timeout) between steps 4 and 5 leaves published rows replaying and unrecorded;
-# the resumed job publishes them again with the same replay_key, which consumers use to drop the duplicate.
+A timeout or a throttle never republishes a row: claims are recorded before publishing and publishes before the
+next claim. Only a crash between steps 4 and 5 leaves published rows unrecorded; the resumed job publishes them
+again with the same ``replay_key``, which a FIFO queue (the stack's ReplayQueue) takes as its deduplication id.
+
+# Limitation: after a crash between steps 4 and 5, an EventBridge target, a standard SQS queue, or a FIFO queue
+# resumed more than five minutes later receives those rows twice; their consumers drop the repeat by replay_key.
 # No publisher API lets a publish and a DynamoDB write commit together, so this window cannot be closed here.
 """
 
