@@ -14,7 +14,6 @@ import html
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -29,7 +28,8 @@ import pytest
 
 from connector_sla.storage.dynamo import to_item
 from connector_sla.timeutil import utcnow
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
+from tests.e2e.support import free_port, stack_options
 from tests.known_scenario import KnownScenario
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH") or "/usr/bin/chromium")
@@ -62,22 +62,9 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    options = StackOptions(
-        port=free_port(),
-        moto_port=free_port(),
-        provider_port=free_port(),
-        speed=1,
-        state_dir=tmp_path_factory.mktemp("devstack"),
-        prewarm=False,
-    )
+    options = stack_options(tmp_path_factory.mktemp("devstack"), speed=1, prewarm=False)
     local = LocalStack(options, log=lambda _: None)
     local.start()
     # A known scenario means nothing else writes: pause the schedules and the stream consumers (the escalation

@@ -6,36 +6,22 @@ checks the runbook end to end, and that what a newcomer sees after `make run` is
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from connector_sla.evidence.verify import verify_bundle
 from devstack.access import check, read_calls
 from devstack.demo import INVENTORY, ORDERS, Demo
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
 from devstack.template import ACCOUNT_ID, REGION
+from tests.e2e.support import stack_options
 
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def played(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("devstack")
-    options = StackOptions(
-        port=free_port(),
-        moto_port=free_port(),
-        provider_port=free_port(),
-        speed=30,
-        state_dir=state_dir,
-        access_log_dir=state_dir / "access",
-    )
+    options = stack_options(state_dir, speed=30, access_log_dir=state_dir / "access")
     lines: list[str] = []
     stack = LocalStack(options, log=lines.append)
     stack.start()

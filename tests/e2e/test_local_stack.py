@@ -19,26 +19,15 @@ from connector_sla.alerts.records import shard_of
 from connector_sla.storage.dynamo import Table
 from connector_sla.timeutil import to_iso, utcnow
 from devstack.stack import LocalStack, PortInUse, StackOptions
+from tests.e2e.support import free_port, stack_options
 from tests.support import ROOT
 
 pytestmark = pytest.mark.e2e
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    options = StackOptions(
-        port=free_port(),
-        moto_port=free_port(),
-        provider_port=free_port(),
-        speed=60,
-        state_dir=tmp_path_factory.mktemp("devstack"),
-    )
+    options = stack_options(tmp_path_factory.mktemp("devstack"), speed=60)
     local = LocalStack(options, log=lambda _: None)
     started = time.monotonic()
     local.start()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 
@@ -11,28 +10,17 @@ import pytest
 
 from connector_sla.storage.dynamo import Table
 from devstack.fake_provider import FakeIncident
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
+from tests.e2e.support import stack_options
 
 pytestmark = pytest.mark.e2e
 
 NOTIFICATION_ID = "ntf_01E2ERECONCILE000000000000"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    options = StackOptions(
-        port=free_port(),
-        moto_port=free_port(),
-        provider_port=free_port(),
-        speed=60,
-        state_dir=tmp_path_factory.mktemp("devstack"),
-    )
+    options = stack_options(tmp_path_factory.mktemp("devstack"), speed=60)
     local = LocalStack(options, log=lambda _: None)
     local.start()
     local.wait_until_ready()

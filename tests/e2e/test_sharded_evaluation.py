@@ -5,7 +5,6 @@ exactly one segment."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connector_sla.timeutil import to_iso
-from devstack.stack import LocalStack, StackOptions
+from devstack.stack import LocalStack
+from tests.e2e.support import stack_options
 
 pytestmark = pytest.mark.e2e
 
@@ -21,22 +21,9 @@ CONNECTORS = [f"shard-test-{index:02d}" for index in range(9)]
 SHARDS = 3
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    options = StackOptions(
-        port=free_port(),
-        moto_port=free_port(),
-        provider_port=free_port(),
-        speed=60,
-        parameters={"EvaluatorShards": str(SHARDS)},
-        state_dir=tmp_path_factory.mktemp("devstack"),
-    )
+    options = stack_options(tmp_path_factory.mktemp("devstack"), speed=60, parameters={"EvaluatorShards": str(SHARDS)})
     lines: list[str] = []
     local = LocalStack(options, log=lines.append)
     local.start()
