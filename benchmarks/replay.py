@@ -188,6 +188,9 @@ def main() -> int:
             }
             while batch := sqs.receive_message(**receive).get("Messages", []):
                 published.update(message["MessageAttributes"]["replay_key"]["StringValue"] for message in batch)
+                # Deleted as a consumer does: the FIFO queue holds a group's next messages back until then.
+                entries = [{"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]} for n, message in enumerate(batch)]
+                sqs.delete_message_batch(QueueUrl=receive["QueueUrl"], Entries=entries)
         checks = {
             "job succeeded": summary.status == "succeeded",
             "every row recorded replayed": summary.replayed == args.rows,

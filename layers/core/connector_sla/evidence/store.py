@@ -318,6 +318,8 @@ class EvidenceBucket:
         }
         if version_id:
             params["VersionId"] = version_id
+        # Limitation: the URL is signed with the function's role session; it stops working when that session ends,
+        # which can be before ``expires_in``. Reading the export again gives a fresh one.
         url = self.presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in)
         return str(url)
 

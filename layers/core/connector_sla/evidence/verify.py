@@ -65,6 +65,8 @@ class Problem:
         }
 
 
+# Limitation: a bundle alone cannot show that records were cut from the very start or end of a chain inside the
+# range (that looks like the range's edge); the locked copy in the bucket, checked with --manifest, settles it.
 @dataclass(frozen=True)
 class ChainReport:
     """The outcome of checking every chained record of a bundle."""
