@@ -7,6 +7,7 @@ dashboard's HTML) with a message whenever they refuse.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -69,11 +70,18 @@ def test_an_api_request_logs_its_correlation_and_connector_ids_and_emits_its_met
     handler = aws.load_handler("ConnectorsApiFunction")
     spec = aws.functions["ConnectorsApiFunction"]
 
-    # When it is handled
+    # When it is handled, its log handler writing to a buffer (Powertools binds a service's handler to the stream
+    # of the first logger created, so capturing stdout alone misses it in a long test session)
+    buffer = io.StringIO()
+    previous = handler.logger.registered_handler.setStream(buffer)
     capsys.readouterr()
-    answer = handler.lambda_handler(event, LambdaContext(spec, deadline=time.monotonic() + spec.timeout))
+    try:
+        answer = handler.lambda_handler(event, LambdaContext(spec, deadline=time.monotonic() + spec.timeout))
+    finally:
+        handler.logger.registered_handler.setStream(previous)
     assert answer["statusCode"] == 201
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    output = buffer.getvalue() + capsys.readouterr().out
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
     # Then its structured log lines carry the request's correlation id and the connector id, once attached
     logged = [line for line in lines if "message" in line]
