@@ -45,7 +45,7 @@ from connector_sla.config import settings  # noqa: E402
 from connector_sla.ids import stable_id  # noqa: E402
 from connector_sla.storage.aws import client  # noqa: E402
 from connector_sla.storage.dynamo import to_item  # noqa: E402
-from tests.support import api_event, moto_stack  # noqa: E402
+from tests.support import api_event, moto_stack, unacked_page  # noqa: E402
 
 FUNCTION = "OncallCallbackFunction"
 SECRET = "benchmark-signing-secret"
@@ -59,27 +59,15 @@ def percentile(samples: list[float], fraction: float) -> float:
 
 def notification(index: int) -> dict[str, Any]:
     notification_id = stable_id("ntf", "inc_01BENCH", "trn_1", "oncall", str(index))
-    return {
-        "notification_id": notification_id,
-        "incident_id": "inc_01BENCH",
-        "connector_id": f"connector-{index % 50:02d}",
-        "level": "L1",
-        "kind": "alert",
-        "channel": "oncall",
-        "target": "generic",
-        "provider": "generic",
-        "ack_state": "unacked",
-        "delivery_status": "sent",
-        "attempt_count": 1,
-        "created_at": "2026-12-03T19:00:00.000Z",
-        "updated_at": "2026-12-03T19:00:00.000Z",
-        "day": "2026-12-03",
-        "version": 1,
-        "unacked_shard": shard_of(notification_id),
-        "due_shard": shard_of(notification_id),
-        "due_at": "2026-12-03T19:15:00.000Z",
-        "due_kind": "ack_timeout",
-    }
+    return unacked_page(
+        notification_id,
+        incident_id="inc_01BENCH",
+        connector_id=f"connector-{index % 50:02d}",
+        attempt_count=1,
+        due_shard=shard_of(notification_id),
+        due_at="2026-12-03T19:15:00.000Z",
+        due_kind="ack_timeout",
+    )
 
 
 def signed_event(notification_id: str, functions: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import boto3
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
+from connector_sla.alerts.records import shard_of
 from devstack.functions import FunctionSpec, LambdaContext, handler_module_path, read_functions
 from devstack.gateway import Gateway
 from devstack.resources import create_resources
@@ -26,6 +27,30 @@ ROOT = Path(__file__).resolve().parent.parent
 EVENTS_DIR = ROOT / "events"
 FUNCTIONS_DIR = ROOT / "functions"
 _import_counter = itertools.count()
+
+
+def unacked_page(
+    notification_id: str, *, incident_id: str, connector_id: str, at: str = "2026-12-03T19:00:00.000Z", **extra: Any
+) -> dict[str, Any]:
+    """An L1 on-call page as escalation stores it after a sent delivery, still unacknowledged (docs/design.md)."""
+    return {
+        "notification_id": notification_id,
+        "incident_id": incident_id,
+        "connector_id": connector_id,
+        "level": "L1",
+        "kind": "alert",
+        "channel": "oncall",
+        "target": "generic",
+        "provider": "generic",
+        "ack_state": "unacked",
+        "unacked_shard": shard_of(notification_id),
+        "delivery_status": "sent",
+        "created_at": at,
+        "updated_at": at,
+        "day": at[:10],
+        "version": 1,
+        **extra,
+    }
 
 
 def load_template(**parameters: str) -> Template:

@@ -15,12 +15,11 @@ import urllib.request
 
 import pytest
 
-from connector_sla.alerts.records import shard_of
 from connector_sla.storage.dynamo import Table
 from connector_sla.timeutil import to_iso, utcnow
 from devstack.stack import LocalStack, PortInUse, StackOptions
 from tests.e2e.support import free_port, stack_options
-from tests.support import ROOT
+from tests.support import ROOT, unacked_page
 
 pytestmark = pytest.mark.e2e
 
@@ -72,25 +71,8 @@ def test_the_readmes_signed_callback_recipe_acknowledges_the_page(stack):
     # Given an unacked on-call page of an open incident
     notification_id = "ntf_01README" + "0" * 16
     notifications = Table(stack.template.attribute("NotificationsTable", "Ref"), stack.client("dynamodb"))
-    now = utcnow()
     notifications.put(
-        {
-            "notification_id": notification_id,
-            "incident_id": "inc_01README",
-            "connector_id": "orders-readme",
-            "level": "L1",
-            "kind": "alert",
-            "channel": "oncall",
-            "target": "generic",
-            "provider": "generic",
-            "ack_state": "unacked",
-            "unacked_shard": shard_of(notification_id),
-            "delivery_status": "sent",
-            "created_at": to_iso(now),
-            "updated_at": to_iso(now),
-            "day": to_iso(now)[:10],
-            "version": 1,
-        }
+        unacked_page(notification_id, incident_id="inc_01README", connector_id="orders-readme", at=to_iso(utcnow()))
     )
 
     # When the README's recipe (secret, openssl HMAC, curl) runs as written, against this stack's ports

@@ -12,6 +12,7 @@ from connector_sla.storage.dynamo import Table
 from devstack.fake_provider import FakeIncident
 from devstack.stack import LocalStack
 from tests.e2e.support import stack_options
+from tests.support import unacked_page
 
 pytestmark = pytest.mark.e2e
 
@@ -57,23 +58,7 @@ def test_a_newcomer_registers_a_reconcile_job_sees_the_dry_run_then_switches_it_
     # Given a notification the service still thinks is unacked, and the fake provider holding it as acknowledged
     notifications = Table(stack.template.attribute("NotificationsTable", "Ref"), stack.client("dynamodb"))
     notifications.put(
-        {
-            "notification_id": NOTIFICATION_ID,
-            "incident_id": "inc_01E2E",
-            "connector_id": "orders-eu",
-            "level": "L1",
-            "kind": "alert",
-            "channel": "oncall",
-            "target": "generic",
-            "provider": "generic",
-            "ack_state": "unacked",
-            "unacked_shard": "1",
-            "delivery_status": "sent",
-            "created_at": "2026-12-03T10:00:00.000Z",
-            "updated_at": "2026-12-03T10:00:00.000Z",
-            "day": "2026-12-03",
-            "version": 1,
-        }
+        unacked_page(NOTIFICATION_ID, incident_id="inc_01E2E", connector_id="orders-eu", at="2026-12-03T10:00:00.000Z")
     )
     assert stack.provider is not None
     stack.provider.incidents[NOTIFICATION_ID] = FakeIncident(

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
-from connector_sla.alerts.records import shard_of
 from connector_sla.callbacks.intake import CallbackIntake
 from connector_sla.callbacks.recorder import CallbackRecorder
 from connector_sla.evidence.chain import ChainVerifier
 from connector_sla.ids import stable_id
 from connector_sla.storage.dynamo import Expression, Table, TransactionCanceled
-from tests.support import Aws
+from tests.support import Aws, unacked_page
 
 NOW = datetime(2026, 12, 3, 19, 30, tzinfo=UTC)
 
@@ -29,24 +28,7 @@ def table(aws: Aws, logical_id: str) -> Table:
 
 def put_notification(aws: Aws, name: str = "a", **overrides: Any) -> dict[str, Any]:
     notification_id = stable_id("ntf", "inc_01REC", "trn_1", "oncall", name)
-    row = {
-        "notification_id": notification_id,
-        "incident_id": "inc_01REC",
-        "connector_id": "billing",
-        "level": "L1",
-        "kind": "alert",
-        "channel": "oncall",
-        "target": "generic",
-        "provider": "generic",
-        "ack_state": "unacked",
-        "delivery_status": "sent",
-        "created_at": "2026-12-03T19:00:00.000Z",
-        "updated_at": "2026-12-03T19:00:00.000Z",
-        "day": "2026-12-03",
-        "version": 1,
-        "unacked_shard": shard_of(notification_id),
-        **overrides,
-    }
+    row = unacked_page(notification_id, incident_id="inc_01REC", connector_id="billing", **overrides)
     table(aws, "NotificationsTable").put(row)
     return row
 

@@ -10,14 +10,13 @@ from typing import Any
 
 import pytest
 
-from connector_sla.alerts.records import shard_of
 from connector_sla.callbacks.intake import CallbackIntake
 from connector_sla.callbacks.recorder import CallbackRecorder
 from connector_sla.callbacks.signatures import sign_hmac_sha256
 from connector_sla.config import settings as service_settings
 from connector_sla.ids import stable_id
 from connector_sla.storage.dynamo import Table
-from tests.support import Aws, call_api, load_event
+from tests.support import Aws, call_api, load_event, unacked_page
 
 ALERTS = "AlertsApiFunction"
 ESCALATION = "EscalationApiFunction"
@@ -42,23 +41,7 @@ def get(aws: Aws, handler: Any, path: str, *, logical_id: str = ALERTS, **query:
 
 def put_notification(aws: Aws, name: str, incident_id: str = INCIDENT) -> dict[str, Any]:
     notification_id = stable_id("ntf", incident_id, "trn_1", "oncall", name)
-    row = {
-        "notification_id": notification_id,
-        "incident_id": incident_id,
-        "connector_id": "orders-sync",
-        "level": "L1",
-        "kind": "alert",
-        "channel": "oncall",
-        "target": "generic",
-        "provider": "generic",
-        "ack_state": "unacked",
-        "delivery_status": "sent",
-        "created_at": "2026-12-03T19:00:00.000Z",
-        "updated_at": "2026-12-03T19:00:00.000Z",
-        "day": "2026-12-03",
-        "version": 1,
-        "unacked_shard": shard_of(notification_id),
-    }
+    row = unacked_page(notification_id, incident_id=incident_id, connector_id="orders-sync")
     Table(aws.name("NotificationsTable"), aws.client("dynamodb")).put(row)
     return row
 
