@@ -166,6 +166,7 @@ def test_without_chromium_the_browser_test_skips_and_says_how_to_enable_it(tmp_p
     root = Path(__file__).resolve().parents[2]
     missing = tmp_path / "no-chromium"
     environment = {**os.environ, "CHROMIUM_PATH": str(missing)}
+    environment.pop("REQUIRE_BROWSER", None)  # a developer's machine, not CI (where a missing browser fails)
     # When the browser test runs, Then every test is skipped (none passes or fails silently) with the reason
     completed = subprocess.run(
         [sys.executable, "-m", "pytest", "tests/e2e/test_dashboard_browser.py", "-q", "-rs", "-p", "no:cacheprovider"],
@@ -179,3 +180,22 @@ def test_without_chromium_the_browser_test_skips_and_says_how_to_enable_it(tmp_p
     assert re.search(r"\b\d+ skipped\b", completed.stdout) and " passed" not in completed.stdout
     assert f"needs Chromium at {missing}" in completed.stdout
     assert "apt-get install -y chromium" in completed.stdout and "CHROMIUM_PATH" in completed.stdout
+
+
+def test_in_ci_a_missing_chromium_fails_the_browser_test_instead_of_skipping_it(tmp_path):
+    # Given CI (REQUIRE_BROWSER=1, as .ci/run sets it) on a machine where the named Chromium does not exist
+    root = Path(__file__).resolve().parents[2]
+    missing = tmp_path / "no-chromium"
+    environment = {**os.environ, "CHROMIUM_PATH": str(missing), "REQUIRE_BROWSER": "1"}
+    # When the browser test runs
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "tests/e2e/test_dashboard_browser.py", "-q", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=root,
+        env=environment,
+    )
+    # Then the run fails, saying what is missing and how to install it
+    assert completed.returncode != 0
+    assert f"needs Chromium at {missing}" in completed.stdout and "skipped" not in completed.stdout
