@@ -58,8 +58,12 @@ unit: $(VENV)/.ready
 test: lint validate
 	$(BIN)/pytest -q
 
+# sam build ships sources only; Lambda's file system is read-only, so without bytecode every cold start would compile
+# the layer (measured here: 0.41 s against 0.36 s for the connectors API). The bytecode is compiled by the
+# runtime's Python 3.13, unchecked-hash so that the zip's timestamps do not matter.
 build: $(SAM_VENV)/.ready
 	PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" PYENV_VERSION=3.11.7:3.13.0 $(SAM) build
+	PYENV_VERSION=3.11.7:3.13.0 python3.13 -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 openapi: $(VENV)/.ready
 	$(BIN)/python -m devstack.openapi --write
