@@ -6,7 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connector_sla.alerts.models import DeliveryPage, DeliveryQuery, NotificationPage, NotificationQuery
 from connector_sla.alerts.reads import AlertReads
-from connector_sla.callbacks.routes import register_history
+from connector_sla.callbacks.history_routes import register_history
 from connector_sla.timeutil import utcnow
 from connector_sla.web.routes import ApiRoutes
 

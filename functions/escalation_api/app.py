@@ -4,7 +4,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from connector_sla.callbacks.routes import register_providers
+from connector_sla.callbacks.provider_routes import register_providers
 from connector_sla.escalation.api import escalation_services
 from connector_sla.escalation.models import ChainBody, ChainView, EtaBody, EtaRecorded
 from connector_sla.escalation.models import MaintenancePage as WindowPage

@@ -1,4 +1,4 @@
-"""API models of the callback routes: the provider settings, the callback history, and the callback's documented
+"""API models of the callback routes: the provider settings and the callback's documented
 shape. pydantic lives here only: the callback function itself never imports this module (the OpenAPI generator
 reads its models by name).
 """
@@ -9,32 +9,17 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from connector_sla.alerts.providers import DEFAULT_MAPPING, ProviderConfig
 from connector_sla.callbacks.mapping import PAGERDUTY_V3_MAPPING, PAGERDUTY_V3_STATUS_MAP, check_mapping
+from connector_sla.callbacks.names import PROVIDER_PATTERN, CallbackStatus
 from connector_sla.config import settings
 from connector_sla.errors import ValidationFailed
 from connector_sla.timeutil import to_iso
 
-PROVIDER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 
-CallbackStatus = Literal[
-    "triggered",
-    "acknowledged",
-    "unacknowledged",
-    "resolved",
-    "closed",
-    "reopened",
-    "escalated",
-    "reassigned",
-    "delegated",
-    "annotated",
-    "priority_changed",
-    "responder_added",
-    "status_update",
-]
 SigningScheme = Literal["hmac_sha256", "standard_webhooks", "pagerduty_v3", "none"]
 OutboundProfile = Literal["generic_webhook", "pagerduty_events_v2"]
 
@@ -162,71 +147,6 @@ class ProviderList(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     items: list[ProviderView]
-
-
-# ---------------------------------------------------------------------------------------------- history
-
-
-class CallbackEventsQuery(BaseModel):
-    """Filters of the callback history; newest first."""
-
-    model_config = ConfigDict(extra="forbid", defer_build=True)
-
-    incident_id: str | None = Field(None, min_length=1, max_length=200)
-    notification_id: str | None = Field(None, min_length=1, max_length=200)
-    provider: str | None = Field(None, pattern=PROVIDER_PATTERN)
-    status: CallbackStatus | None = None
-    unmatched: bool | None = Field(None, description="true: only callbacks that matched no notification.")
-    since: AwareDatetime | None = Field(None, description="Received at or after (ISO 8601 with offset).")
-    until: AwareDatetime | None = Field(None, description="Received at or before (ISO 8601 with offset).")
-    limit: int = Field(50, ge=1, le=200)
-    cursor: str | None = Field(None, max_length=4096)
-
-    @model_validator(mode="after")
-    def _range_in_order(self) -> CallbackEventsQuery:
-        if self.since and self.until and self.since > self.until:
-            raise ValueError("since must not be after until")
-        return self
-
-
-class CallbackEvent(BaseModel):
-    """One recorded callback; ``duplicate_count`` counts later deliveries of the same callback."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    callback_id: str
-    provider: str
-    source: str
-    received_at: str
-    status: str
-    raw_status: str | None = None
-    provider_event_id: str | None = None
-    notification_id: str | None = None
-    delivery_id: str | None = None
-    incident_id: str | None = None
-    connector_id: str | None = None
-    matched: bool
-    unmatched_reason: str | None = None
-    signature: str
-    ack_applied: bool
-    ack_state_before: str | None = None
-    ack_state_after: str | None = None
-    eta: str | None = None
-    actor: str | None = None
-    job_id: str | None = None
-    run_id: str | None = None
-    duplicate_count: int = 0
-    chain_id: str
-    chain_seq: int
-    prev_hash: str
-    record_hash: str
-
-
-class CallbackEventPage(BaseModel):
-    model_config = ConfigDict(defer_build=True)
-
-    items: list[CallbackEvent]
-    next_cursor: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------- the callback

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import sqlite3
 
 GENESIS_HASH = "0" * 64
 CHAIN_FIELDS = ("chain_id", "chain_seq", "prev_hash", "record_hash")
@@ -140,7 +142,10 @@ class SqliteChainState(MutableMapping[str, tuple[int, str]]):
     """Chain heads in a SQLite file: constant memory however many chains a bundle holds."""
 
     def __init__(self, path: str = ":memory:") -> None:
-        self.db = sqlite3.connect(path)
+        # Only the export keeps chain heads on disk; the functions that seal records do not load sqlite3.
+        import sqlite3  # noqa: PLC0415
+
+        self.db: sqlite3.Connection = sqlite3.connect(path)
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("PRAGMA cache_size=-2000")

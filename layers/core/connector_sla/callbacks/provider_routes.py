@@ -1,7 +1,7 @@
-"""The callback routes of the operator API: the callback history and the on-call provider settings.
+"""The on-call provider routes of the operator API: list, read and save a provider's settings.
 
-The alerts function calls :func:`register_history` and the escalation function :func:`register_providers`, each
-once with its :class:`ApiRoutes`; the operations run there.
+The escalation function calls :func:`register_providers` once with its :class:`ApiRoutes`; the operations run
+there. The callback history is in :mod:`connector_sla.callbacks.history_routes`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,8 @@ from dataclasses import replace
 from aws_lambda_powertools import Logger
 
 from connector_sla.alerts.providers import ProviderStore
-from connector_sla.callbacks.history import CallbackHistory, HistoryFilter
-from connector_sla.callbacks.models import (
-    PROVIDER_PATTERN,
-    CallbackEvent,
-    CallbackEventPage,
-    CallbackEventsQuery,
-    ProviderBody,
-    ProviderList,
-    ProviderView,
-)
+from connector_sla.callbacks.models import ProviderBody, ProviderList, ProviderView
+from connector_sla.callbacks.names import PROVIDER_PATTERN
 from connector_sla.config import settings
 from connector_sla.errors import NotFound, ValidationFailed
 from connector_sla.storage.aws import client
@@ -32,31 +24,6 @@ from connector_sla.web.routes import ApiRoutes
 logger = Logger(child=True)
 
 _PROVIDER_NAME = re.compile(PROVIDER_PATTERN)
-
-
-def register_history(routes: ApiRoutes) -> None:
-    """Declare GET /alerts/oncall/events on ``routes``."""
-    history = CallbackHistory(Table(settings().callbacks_table, client("dynamodb")))
-
-    @routes.get(
-        "/alerts/oncall/events",
-        query=CallbackEventsQuery,
-        response=CallbackEventPage,
-        summary="Callback history: every authenticated callback, matched or not, newest first",
-    )
-    def list_callback_events(query: CallbackEventsQuery) -> CallbackEventPage:
-        """Filter by incident, notification, provider, status and unmatched; a page's next_cursor continues it."""
-        wanted = HistoryFilter(
-            incident_id=query.incident_id,
-            notification_id=query.notification_id,
-            provider=query.provider,
-            status=query.status,
-            unmatched=query.unmatched,
-            since=query.since,
-            until=query.until,
-        )
-        items, next_cursor = history.find(wanted, limit=query.limit, cursor=query.cursor, now=utcnow())
-        return CallbackEventPage(items=[CallbackEvent.model_validate(item) for item in items], next_cursor=next_cursor)
 
 
 def register_providers(routes: ApiRoutes) -> None:
