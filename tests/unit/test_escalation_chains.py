@@ -47,7 +47,7 @@ def test_the_environment_chain_follows_the_runbook_and_is_valid():
 
 
 def test_an_environment_without_a_bridge_url_leaves_the_bridge_out():
-    chain = environment_chain(replace(SETTINGS, bridge_webhook_url=""))
+    chain = environment_chain(SETTINGS._replace(bridge_webhook_url=""))
     assert [t.channel for t in chain.level("L3").targets] == ["email"]
 
 

@@ -53,6 +53,15 @@ def test_path_parameters_are_percent_decoded_and_never_span_segments():
     assert router.resolve(event("GET", "/alerts/chains/team/a/b"))["statusCode"] == 404
 
 
+def test_a_trailing_slash_an_empty_parameter_or_a_relative_path_matches_no_route():
+    router, calls = router_with(("GET", "/ops/jobs"), ("GET", "/ops/jobs/{job_id}"))
+
+    for path in ("/ops/jobs/", "/ops/jobs//", "ops/jobs", "//ops/jobs", "/ops/jobs/a/"):
+        assert router.resolve(event("GET", path))["statusCode"] == 404, path
+    assert router.resolve(event("GET", "/ops/jobs/a%2Fb"))["statusCode"] == 200
+    assert calls == [("GET /ops/jobs/{job_id}", {"job_id": "a/b"})]
+
+
 def test_an_unknown_path_or_method_goes_to_the_not_found_answer():
     router, calls = router_with(("POST", "/ops/jobs"))
 

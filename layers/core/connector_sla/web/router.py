@@ -9,27 +9,25 @@ start floor (boto3 and one client) of the API functions; this module uses the st
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 Endpoint = Callable[..., "Response"]
 ErrorHandler = Callable[["ApiRequest", Exception], "Response"]
 NotFoundHandler = Callable[["ApiRequest"], "Response"]
 
-_PARAMETER = re.compile(r"\{(\w+)\}")
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Response:
+class Response(NamedTuple):
     """What an operation answers: a status, a body (text, or bytes sent base64-encoded), its type and headers."""
 
     status_code: int
     body: str | bytes | None = None
     content_type: str | None = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = _NO_HEADERS
 
     def to_proxy(self) -> dict[str, Any]:
         """The proxy integration's response shape."""
@@ -68,12 +66,26 @@ class ApiRequest:
         return self.headers.get(name.lower())
 
 
-@dataclass(frozen=True)
-class _Route:
+class _Route(NamedTuple):
     method: str
-    pattern: re.Pattern[str]
-    literal_segments: int
+    # One entry per path segment: the literal text, or None where a {parameter} takes any non-empty segment.
+    literals: tuple[str | None, ...]
+    parameters: tuple[str | None, ...]
     endpoint: Endpoint
+
+    def match(self, method: str, segments: list[str]) -> dict[str, str] | None:
+        """The path parameters when the route serves ``method`` and these path segments, else None."""
+        if method != self.method or len(segments) != len(self.literals):
+            return None
+        found: dict[str, str] = {}
+        for segment, literal, parameter in zip(segments, self.literals, self.parameters, strict=True):
+            if parameter is not None:
+                if not segment:
+                    return None
+                found[parameter] = unquote(segment)
+            elif segment != literal:
+                return None
+        return found
 
 
 class Router:
@@ -87,29 +99,32 @@ class Router:
 
     def add(self, method: str, path: str, endpoint: Endpoint) -> None:
         """Serve ``method path``; ``{name}`` segments become keyword arguments of ``endpoint``."""
-        segments = path.strip("/").split("/")
-        parameters = [_PARAMETER.fullmatch(segment) for segment in segments]
-        parts = [
-            f"(?P<{found.group(1)}>[^/]+)" if found else re.escape(segment)
-            for segment, found in zip(segments, parameters, strict=True)
-        ]
-        pattern = re.compile("^/" + "/".join(parts) + "$")
-        literal = parameters.count(None)
-        self._routes.append(_Route(method.upper(), pattern, literal, endpoint))
-        self._routes.sort(key=lambda route: -route.literal_segments)
+        segments = path[1:].split("/") if path.startswith("/") else path.split("/")
+        parameters = tuple(_parameter_name(segment) for segment in segments)
+        literals = tuple(None if name else segment for segment, name in zip(segments, parameters, strict=True))
+        self._routes.append(_Route(method.upper(), literals, parameters, endpoint))
+        self._routes.sort(key=lambda route: -sum(literal is not None for literal in route.literals))
 
     def resolve(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Run the operation the event asks for; every outcome, a crash included, is a proxy response."""
         request = ApiRequest(event)
         self.current_request = request
         try:
+            # "/a/b/" is not "/a/b", and a path that does not start with "/" matches nothing.
+            segments = request.path[1:].split("/") if request.path.startswith("/") else []
             for route in self._routes:
-                found = route.pattern.match(request.path)
-                if found and route.method == request.http_method:
-                    params = {name: unquote(value) for name, value in found.groupdict().items()}
+                params = route.match(request.http_method, segments)
+                if params is not None:
                     return route.endpoint(**params).to_proxy()
             return self._on_not_found(request).to_proxy()
         except Exception as error:  # noqa: BLE001 - every refusal and crash becomes a response in one place
             return self._on_error(request, error).to_proxy()
         finally:
             self.current_request = None
+
+
+def _parameter_name(segment: str) -> str | None:
+    """``name`` for a ``{name}`` segment, None for a literal one."""
+    if len(segment) > 2 and segment[0] == "{" and segment[-1] == "}" and segment[1:-1].isidentifier():
+        return segment[1:-1]
+    return None

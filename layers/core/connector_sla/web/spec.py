@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # A model is a pydantic class, or "module:Name" so that a cold start does not have to import pydantic.
 ModelRef = Any
 
 
-@dataclass(frozen=True)
-class RouteSpec:
+class RouteSpec(NamedTuple):
     method: str
     path: str
     operation_id: str
