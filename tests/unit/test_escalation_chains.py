@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -54,9 +53,9 @@ def test_an_environment_without_a_bridge_url_leaves_the_bridge_out():
 def test_the_connector_chain_wins_over_the_team_chain_over_the_default():
     fallback = environment_chain(SETTINGS)
     stored = {
-        "team#payments-data": replace(fallback, scope="team", scope_id="payments-data"),
-        "default": replace(fallback, scope="default"),
-        "connector#orders-db": replace(fallback, scope="connector", scope_id="orders-db"),
+        "team#payments-data": fallback._replace(scope="team", scope_id="payments-data"),
+        "default": fallback._replace(scope="default"),
+        "connector#orders-db": fallback._replace(scope="connector", scope_id="orders-db"),
     }
     assert lookup_order("orders-db", "payments-data") == ["connector#orders-db", "team#payments-data", "default"]
     assert pick_chain(stored, "orders-db", "payments-data", fallback).scope == "connector"
@@ -89,9 +88,9 @@ def test_a_valid_chain_survives_storage_unchanged(timeouts, eta, names):
 def test_every_problem_is_named():
     l1, l2, l3 = valid_levels()
     bad = (
-        replace(l1, ack_timeout_seconds=10, eta_required_within_seconds=300),
-        replace(l2, targets=(ChainTarget("email", "nope"), ChainTarget("email", "nope"))),
-        replace(l3, targets=(), eta_required_within_seconds=None),
+        l1._replace(ack_timeout_seconds=10, eta_required_within_seconds=300),
+        l2._replace(targets=(ChainTarget("email", "nope"), ChainTarget("email", "nope"))),
+        l3._replace(targets=(), eta_required_within_seconds=None),
     )
     problems = chain_problems(bad)
     expected = [

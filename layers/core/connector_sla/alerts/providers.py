@@ -1,6 +1,6 @@
 """On-call provider settings: how the service calls a provider, and how a provider's callbacks are read.
 
-Stored in SettingsTable (``pk = PROVIDER``, ``sk = <name>``). Plain dataclasses, no pydantic: the callback function
+Stored in SettingsTable (``pk = PROVIDER``, ``sk = <name>``). A NamedTuple, no pydantic: the callback function
 reads them on its cold path. The API validates a provider (JMESPath compiled, URL checked) before saving it.
 
 A provider that was never saved still exists when it is the deployment's default (``ONCALL_PROVIDER``): generic
@@ -10,8 +10,9 @@ signed webhooks to ``ONCALL_WEBHOOK_URL``, callbacks signed with ``X-Callback-Si
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from connector_sla.config import settings
 from connector_sla.storage.dynamo import Expression, Item, Table
@@ -33,28 +34,28 @@ DEFAULT_MAPPING: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class ProviderConfig:
+class ProviderConfig(NamedTuple):
     name: str
     outbound_profile: str = "generic_webhook"
     outbound_url: str = ""
     signing_scheme: str = "hmac_sha256"
     tolerance_seconds: int = 300
-    mapping: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_MAPPING))
-    status_map: dict[str, str] = field(default_factory=dict)
+    mapping: Mapping[str, str] = MappingProxyType(DEFAULT_MAPPING)
+    status_map: Mapping[str, str] = MappingProxyType({})
     enabled: bool = True
     updated_at: str | None = None
     updated_by: str | None = None
     stored: bool = False
 
     def to_item(self) -> dict[str, Any]:
-        item = asdict(self)
+        item = self._asdict()
         item.pop("stored")
+        item.update(mapping=dict(self.mapping), status_map=dict(self.status_map))
         return {"pk": PROVIDER_PK, "sk": self.name, **item}
 
     @classmethod
     def from_item(cls, item: Item) -> ProviderConfig:
-        known = {key: item[key] for key in cls.__dataclass_fields__ if key in item and key != "stored"}
+        known = {key: item[key] for key in cls._fields if key in item and key != "stored"}
         return cls(**known, stored=True)
 
 

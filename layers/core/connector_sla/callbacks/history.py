@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from connector_sla.errors import ValidationFailed
 from connector_sla.storage.dynamo import Expression, Item, Table, decode_cursor, encode_cursor
@@ -21,8 +22,7 @@ MAX_QUERIES = 10
 _PARTITIONS = (("incident_id", "ByIncident"), ("notification_id", "ByNotification"), ("provider", "ByProvider"))
 
 
-@dataclass(frozen=True)
-class HistoryFilter:
+class HistoryFilter(NamedTuple):
     """What to list; every field is optional."""
 
     incident_id: str | None = None

@@ -1,15 +1,15 @@
 """What a callback says once it is authenticated and normalized, and what recording it did.
 
 :class:`CallbackIntake` is the one shape in which both the webhook and the reconcile job hand a provider's word
-to :class:`~connector_sla.callbacks.recorder.CallbackRecorder`. Plain dataclasses: the callback function builds
+to :class:`~connector_sla.callbacks.recorder.CallbackRecorder`. NamedTuples: the callback function builds
 them on its cold path, without pydantic.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from connector_sla.alerts.records import parse_delivery_id
 from connector_sla.ids import stable_id
@@ -35,8 +35,7 @@ SOURCES = ("callback", "reconcile")
 SIGNATURE_RESULTS = ("verified", "not_required")
 
 
-@dataclass(frozen=True, kw_only=True)
-class CallbackIntake:
+class CallbackIntake(NamedTuple):
     """One authenticated provider statement about a notification, normalized.
 
     ``status`` is one of :data:`NORMALIZED_STATUSES` (``raw_status`` is what the provider sent). At least one of
@@ -62,8 +61,7 @@ class CallbackIntake:
     actor: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class CallbackOutcome:
+class CallbackOutcome(NamedTuple):
     """What :meth:`CallbackRecorder.record` did (or, from ``preview``, would do).
 
     ``duplicate`` is true when the same callback was already recorded: nothing changed this time. ``ack_applied``

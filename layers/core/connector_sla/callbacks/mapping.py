@@ -9,8 +9,7 @@ callback (:func:`apply_mapping`), which refuses values of the wrong type with a 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import jmespath
 from jmespath.exceptions import JMESPathError
@@ -60,8 +59,7 @@ class MappingRefused(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
-class MappedCallback:
+class MappedCallback(NamedTuple):
     """The values a mapping read from one payload, typed and normalized."""
 
     status: str

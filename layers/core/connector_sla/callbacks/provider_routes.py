@@ -7,7 +7,6 @@ there. The callback history is in :mod:`connector_sla.callbacks.history_routes`.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from aws_lambda_powertools import Logger
 
@@ -61,7 +60,7 @@ def register_providers(routes: ApiRoutes) -> None:
         providers.put(config)
         log = logger.warning if config.signing_scheme == "none" else logger.info
         log("oncall provider saved", provider=config.name, signing_scheme=config.signing_scheme, enabled=config.enabled)
-        return ProviderView.of(replace(config, stored=True))
+        return ProviderView.of(config._replace(stored=True))
 
 
 def _provider_name(name: str) -> str:

@@ -10,7 +10,7 @@ counts it. Only a lost race re-reads; a recorded ETA adds the state ledger's rea
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -335,4 +335,4 @@ def _duplicate_outcome(snapshot: _Snapshot, callback_id: str) -> CallbackOutcome
 
 
 def _with_eta(outcome: CallbackOutcome, eta_recorded: bool) -> CallbackOutcome:
-    return replace(outcome, eta_recorded=eta_recorded)
+    return outcome._replace(eta_recorded=eta_recorded)

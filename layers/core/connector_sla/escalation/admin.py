@@ -7,7 +7,6 @@ nothing is written when input is refused.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from aws_lambda_powertools import Logger
@@ -186,7 +185,7 @@ def _window_view(window: MaintenanceWindow, now: datetime) -> MaintenanceWindowV
         status = "scheduled"
     else:
         status = "active"
-    return MaintenanceWindowView(**asdict(window), status=status)
+    return MaintenanceWindowView(**window._asdict(), status=status)
 
 
 class EtaRecorder:

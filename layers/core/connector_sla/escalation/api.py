@@ -6,7 +6,7 @@ this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from connector_sla.alerts.providers import ProviderStore
 from connector_sla.alerts.store import NotificationStore
@@ -18,8 +18,7 @@ from connector_sla.storage.aws import client
 from connector_sla.storage.dynamo import Table
 
 
-@dataclass(frozen=True)
-class EscalationServices:
+class EscalationServices(NamedTuple):
     chains: ChainAdmin
     maintenance: MaintenanceAdmin
     eta: EtaRecorder

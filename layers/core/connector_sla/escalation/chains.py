@@ -4,7 +4,7 @@ A chain has the three levels ``L1``, ``L2`` and ``L3``, each with its targets (`
 address or ``bridge`` webhook URL) and its ack timeout; ``L3`` also says how soon a recovery ETA is required.
 Chains are stored in SettingsTable (``pk = CHAIN``, ``sk = default | connector#<id> | team#<team>``); the
 connector's chain wins over its team's, which wins over the saved default, which wins over the deployment's
-default built from the environment. Plain dataclasses: the stream consumer reads them on its cold path.
+default built from the environment. NamedTuples: the stream consumer reads them on its cold path.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from connector_sla.alerts.records import CHANNELS, LEVELS
@@ -39,8 +38,7 @@ LEVEL_DUTIES = {
 }
 
 
-@dataclass(frozen=True)
-class ChainTarget:
+class ChainTarget(NamedTuple):
     channel: str
     target: str
     name: str = ""
@@ -49,8 +47,7 @@ class ChainTarget:
         return self.name or self.target
 
 
-@dataclass(frozen=True)
-class ChainLevel:
+class ChainLevel(NamedTuple):
     level: str
     targets: tuple[ChainTarget, ...]
     ack_timeout_seconds: int
@@ -58,8 +55,7 @@ class ChainLevel:
     duty: str = ""
 
 
-@dataclass(frozen=True)
-class Chain:
+class Chain(NamedTuple):
     levels: tuple[ChainLevel, ...]
     scope: str = "default"
     scope_id: str = "default"

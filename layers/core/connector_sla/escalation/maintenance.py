@@ -9,9 +9,8 @@ notification and delivery records say why. Stored in SettingsTable (``pk = MAINT
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from connector_sla.timeutil import parse_iso, to_iso
 
@@ -23,8 +22,7 @@ MAX_LEAD = timedelta(days=90)
 HOLD_RECHECK = timedelta(minutes=5)
 
 
-@dataclass(frozen=True)
-class MaintenanceWindow:
+class MaintenanceWindow(NamedTuple):
     window_id: str
     scope: str
     scope_id: str
@@ -50,12 +48,12 @@ class MaintenanceWindow:
         )
 
     def to_item(self) -> dict[str, Any]:
-        item = {key: value for key, value in asdict(self).items() if value is not None}
+        item = {key: value for key, value in self._asdict().items() if value is not None}
         return {"pk": MAINTENANCE_PK, "sk": f"{self.ends_at}#{self.window_id}", **item}
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any]) -> MaintenanceWindow:
-        return cls(**{key: item[key] for key in cls.__dataclass_fields__ if key in item})
+        return cls(**{key: item[key] for key in cls._fields if key in item})
 
 
 def covering_window(

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from connector_sla.alerts.records import (
     DUE_FIELDS,
@@ -148,8 +147,7 @@ def reminder_drafts(
     return list(drafts.values())
 
 
-@dataclass(frozen=True)
-class Closure:
+class Closure(NamedTuple):
     """How recovery closes one notification: the changes, and a suppressed delivery row when it never went out."""
 
     notification: Mapping[str, Any]
@@ -232,8 +230,7 @@ def deliverable(notification: Mapping[str, Any]) -> bool:
     return is_open(notification) or notification.get("kind") == "resolved"
 
 
-@dataclass(frozen=True)
-class AttemptResult:
+class AttemptResult(NamedTuple):
     """What one send achieved: ``sent``, ``retry`` (worth trying again) or ``final`` (it never will work)."""
 
     outcome: str
@@ -269,13 +266,12 @@ def claim_fields(notification: Mapping[str, Any], attempt: int, now: datetime) -
     }
 
 
-@dataclass(frozen=True)
-class AttemptPlan:
+class AttemptPlan(NamedTuple):
     """The delivery row status of an attempt and the changes it makes to its notification."""
 
     row_status: str
     set_: dict[str, Any]
-    remove: list[str] = field(default_factory=list)
+    remove: tuple[str, ...] = ()
 
 
 def after_attempt(
@@ -314,8 +310,8 @@ def after_attempt(
     timer = watch_timer(notification, now)
     if timer:
         set_.update(timer_fields(notification_id, timer[0], timer[1]))
-        return AttemptPlan(row_status, set_, ["next_attempt_at"])
-    return AttemptPlan(row_status, set_, ["next_attempt_at", *DUE_FIELDS])
+        return AttemptPlan(row_status, set_, ("next_attempt_at",))
+    return AttemptPlan(row_status, set_, ("next_attempt_at", *DUE_FIELDS))
 
 
 def watch_timer(notification: Mapping[str, Any], now: datetime) -> tuple[str, datetime] | None:
@@ -337,8 +333,7 @@ def watch_timer(notification: Mapping[str, Any], now: datetime) -> tuple[str, da
 # ---------------------------------------------------------------------------------------------- timers
 
 
-@dataclass(frozen=True)
-class TimerDecision:
+class TimerDecision(NamedTuple):
     """What a due timer does: ``escalate``, ``reescalate``, ``remind``, ``wait`` (until ``next_due``) or ``stop``."""
 
     action: str

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -103,7 +102,7 @@ class MaintenanceStore:
     def cancel(self, window: MaintenanceWindow, *, now: datetime, actor: str) -> MaintenanceWindow:
         """End a window now (it stays listed for the record); the held notifications are released by the timer."""
         ends_at = min(window.ends_at, to_iso(now))
-        cancelled = replace(window, ends_at=ends_at, cancelled_at=to_iso(now), cancelled_by=actor)
+        cancelled = window._replace(ends_at=ends_at, cancelled_at=to_iso(now), cancelled_by=actor)
         old_key = {"pk": MAINTENANCE_PK, "sk": f"{window.ends_at}#{window.window_id}"}
         exists = Expression()
         actions: list[dict[str, Any]] = [

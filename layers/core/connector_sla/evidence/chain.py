@@ -13,8 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import sqlite3
@@ -67,8 +66,7 @@ def seal(record: Mapping[str, Any], *, chain_id: str, seq: int, prev_hash: str) 
     return sealed
 
 
-@dataclass(frozen=True)
-class ChainHead:
+class ChainHead(NamedTuple):
     """The last sealed position of a chain, kept on the row that owns the chain."""
 
     seq: int = 0
@@ -78,8 +76,7 @@ class ChainHead:
         return seal(record, chain_id=chain_id, seq=self.seq + 1, prev_hash=self.hash)
 
 
-@dataclass(frozen=True)
-class ChainProblem:
+class ChainProblem(NamedTuple):
     """The first record that does not verify, and why."""
 
     location: str

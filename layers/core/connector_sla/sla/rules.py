@@ -8,9 +8,10 @@ are parameters, so every rule is tested without moto.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from connector_sla.ids import new_id
 from connector_sla.sla.models import SlaPolicy
@@ -28,15 +29,13 @@ RECOVERY_CRITERIA = {
 _VOLATILE = frozenset({"version", "last_tick", "window", "evaluated_at", "pk", "sk", "last_transition"})
 
 
-@dataclass(frozen=True)
-class SourceProgress:
+class SourceProgress(NamedTuple):
     last_event_at: datetime | None = None
     status: str = "up"
     checkpoint: str | None = None
 
 
-@dataclass(frozen=True)
-class ConnectorInputs:
+class ConnectorInputs(NamedTuple):
     """Everything the evaluation reads about one connector."""
 
     connector_id: str
@@ -45,13 +44,12 @@ class ConnectorInputs:
     sources: tuple[str, ...]
     policy: SlaPolicy
     registered_at: datetime
-    progress: Mapping[str, SourceProgress] = field(default_factory=dict)
+    progress: Mapping[str, SourceProgress] = MappingProxyType({})
     pending_replay: int = 0
     dead_letter_total: int = 0
 
 
-@dataclass(frozen=True)
-class Tick:
+class Tick(NamedTuple):
     """One scheduled evaluation: ``tick_id`` identifies it (a redelivered tick has the same id)."""
 
     tick_id: str
