@@ -5,7 +5,7 @@ as warm reuse needs) and reports how long the import took. The floor is a fresh 
 creates the same clients (recorded from the handler's own import). Each is measured several times, interleaved,
 and the median is compared. Goals: at most 1.3 for the callback function, at most 1.6 for every other.
 
-Run: ``.venv/bin/python benchmarks/cold_start.py [--runs 7]``
+Run: ``.venv/bin/python benchmarks/cold_start.py [--runs 9]``
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def run(code: str, argument: str, env: dict[str, str], cwd: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--only", default="", help="comma-separated logical ids")
     args = parser.parse_args()
 
