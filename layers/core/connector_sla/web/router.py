@@ -68,24 +68,25 @@ class ApiRequest:
 
 class _Route(NamedTuple):
     method: str
-    # One entry per path segment: the literal text, or None where a {parameter} takes any non-empty segment.
-    literals: tuple[str | None, ...]
-    parameters: tuple[str | None, ...]
+    # One (text, is_parameter) per path segment: a literal segment's text, or the name of a {parameter}, which
+    # takes any non-empty segment.
+    parts: tuple[tuple[str, bool], ...]
     endpoint: Endpoint
 
     def match(self, method: str, segments: list[str]) -> dict[str, str] | None:
         """The path parameters when the route serves ``method`` and these path segments, else None."""
-        if method != self.method or len(segments) != len(self.literals):
+        if method != self.method or len(segments) != len(self.parts):
             return None
         found: dict[str, str] = {}
-        for segment, literal, parameter in zip(segments, self.literals, self.parameters, strict=True):
-            if parameter is not None:
-                if not segment:
-                    return None
-                found[parameter] = unquote(segment)
-            elif segment != literal:
+        for segment, (text, is_parameter) in zip(segments, self.parts, strict=True):
+            if is_parameter and segment:
+                found[text] = unquote(segment)
+            elif is_parameter or segment != text:
                 return None
         return found
+
+    def literal_segments(self) -> int:
+        return sum(not is_parameter for _, is_parameter in self.parts)
 
 
 class Router:
@@ -100,10 +101,8 @@ class Router:
     def add(self, method: str, path: str, endpoint: Endpoint) -> None:
         """Serve ``method path``; ``{name}`` segments become keyword arguments of ``endpoint``."""
         segments = path[1:].split("/") if path.startswith("/") else path.split("/")
-        parameters = tuple(_parameter_name(segment) for segment in segments)
-        literals = tuple(None if name else segment for segment, name in zip(segments, parameters, strict=True))
-        self._routes.append(_Route(method.upper(), literals, parameters, endpoint))
-        self._routes.sort(key=lambda route: -sum(literal is not None for literal in route.literals))
+        self._routes.append(_Route(method.upper(), tuple(_part(segment) for segment in segments), endpoint))
+        self._routes.sort(key=lambda route: -route.literal_segments())
 
     def resolve(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Run the operation the event asks for; every outcome, a crash included, is a proxy response."""
@@ -123,8 +122,8 @@ class Router:
             self.current_request = None
 
 
-def _parameter_name(segment: str) -> str | None:
-    """``name`` for a ``{name}`` segment, None for a literal one."""
+def _part(segment: str) -> tuple[str, bool]:
+    """``(name, True)`` for a ``{name}`` segment of a route's path, ``(segment, False)`` for a literal one."""
     if len(segment) > 2 and segment[0] == "{" and segment[-1] == "}" and segment[1:-1].isidentifier():
-        return segment[1:-1]
-    return None
+        return segment[1:-1], True
+    return segment, False
