@@ -34,7 +34,12 @@ class StateLedger:
 
     def read(self, connector_id: str) -> Item | None:
         """The current state row of a connector (strongly consistent), or ``None`` before its first evaluation."""
-        return self.connectors.get({"pk": connector_id, "sk": STATE_SK}, consistent=True)
+        return self.connectors.get(self.state_key(connector_id), consistent=True)
+
+    @staticmethod
+    def state_key(connector_id: str) -> dict[str, str]:
+        """The key of a connector's state row in ConnectorsTable."""
+        return {"pk": connector_id, "sk": STATE_SK}
 
     def commit(
         self,
@@ -73,6 +78,30 @@ class StateLedger:
 
         ``publish[i]`` says whether ``transitions[i]`` goes to the SLA event outbox. The state row's
         ``last_transition`` is the last one.
+        """
+        row, sealed_all, actions = self.write_actions(
+            connector_id, state, expected_version=expected_version, transitions=transitions, publish=publish
+        )
+        try:
+            transact(self.connectors.dynamodb, actions)
+        except TransactionCanceled as error:
+            if error.condition_failed:
+                raise StaleState(connector_id) from error
+            raise
+        return row, sealed_all
+
+    def write_actions(
+        self,
+        connector_id: str,
+        state: Mapping[str, Any],
+        *,
+        expected_version: int | None,
+        transitions: Sequence[Mapping[str, Any]] = (),
+        publish: Sequence[bool] = (),
+    ) -> tuple[Item, list[Item], list[dict[str, Any]]]:
+        """The state row, the sealed transitions and the TransactWriteItems actions of :meth:`commit_many`.
+
+        For a writer that commits them in a transaction of its own, with its own items (the callback recorder).
         """
         version = (expected_version or 0) + 1
         row: dict[str, Any] = {**state, "pk": connector_id, "sk": STATE_SK, "connector_id": connector_id}
@@ -116,13 +145,7 @@ class StateLedger:
                 }
             },
         )
-        try:
-            transact(self.connectors.dynamodb, actions)
-        except TransactionCanceled as error:
-            if error.condition_failed:
-                raise StaleState(connector_id) from error
-            raise
-        return row, sealed_all
+        return row, sealed_all, actions
 
     def mark_published(self, transitions: list[Mapping[str, Any]]) -> None:
         """Take published transitions out of the SLA event outbox."""
