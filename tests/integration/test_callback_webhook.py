@@ -354,29 +354,119 @@ def test_a_callback_for_an_unknown_notification_is_kept_as_unmatched(callbacks):
 # ---------------------------------------------------------------------------------------------- ETA
 
 
-def test_an_eta_in_a_callback_is_recorded_on_the_connectors_open_incident(callbacks):
-    # Given an open L3 incident on the connector of the notification
-    aws = callbacks.aws
+def open_l3_incident(aws: Aws, connector_id: str = "orders-sync") -> StateLedger:
+    """The connector's state with an open L3 incident, as the evaluator leaves it; the ledger to read it with."""
     dynamodb = aws.client("dynamodb")
     ledger = StateLedger(Table(aws.name("ConnectorsTable"), dynamodb), Table(aws.name("TransitionsTable"), dynamodb))
     state = {"incident_id": "inc_01TEST", "incident_status": "open", "level": "L3", "severity": "critical"}
-    ledger.commit("orders-sync", state, expected_version=None)
-    alert = put_notification(aws, level="L3")
+    ledger.commit(connector_id, state, expected_version=None)
+    return ledger
 
-    # When the duty manager acknowledges with a recovery ETA two hours ahead
+
+def transitions_of(aws: Aws, connector_id: str) -> list[dict[str, Any]]:
+    table = Table(aws.name("TransitionsTable"), aws.client("dynamodb"))
+    return [item for page in table.scan_pages() for item in page if item["connector_id"] == connector_id]
+
+
+def test_an_eta_in_a_callback_is_recorded_on_the_connectors_open_incident(callbacks, dynamodb_requests):
+    # Given an open L3 incident on the connector of the notification
+    ledger = open_l3_incident(callbacks.aws)
+    alert = put_notification(callbacks.aws, level="L3")
+
+    # When the duty manager acknowledges with a recovery ETA two hours ahead, the body naming no connector
     eta_moment = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
-    eta = eta_moment.isoformat()
-    status, body = callbacks.post(ack(alert["notification_id"], eta=eta, acknowledged_by="duty@example.com"))
+    dynamodb_requests.clear()
+    status, body = callbacks.post(ack(alert["notification_id"], eta=eta_moment.isoformat(), acknowledged_by="dm"))
 
     # Then the ETA is on the state and an eta_recorded transition is in the connector's chain
     assert status == 200 and body["eta_recorded"] is True
     row = ledger.read("orders-sync")
     assert row["recovery_eta"] == to_iso(eta_moment) and row["eta_recorded_by"] == "generic"
     assert row["last_transition"]["kind"] == "eta_recorded"
-    transitions = [item for page in Table(aws.name("TransitionsTable"), dynamodb).scan_pages() for item in page]
-    assert [(item["kind"], item["actor"]) for item in transitions] == [("eta_recorded", "generic")]
+    assert [(item["kind"], item["actor"]) for item in transitions_of(callbacks.aws, "orders-sync")] == [
+        ("eta_recorded", "generic")
+    ]
     (record,) = callbacks.records()
     assert record["eta"] == to_iso(eta_moment)
+    # And, the connector being known only from the notification, the ETA took the ledger's read and commit more
+    assert dict(dynamodb_requests) == {"GetItem": 2, "BatchGetItem": 1, "TransactWriteItems": 2}
+
+
+def test_an_eta_callback_that_names_its_connector_costs_three_requests_and_commits_with_the_ack(
+    callbacks, dynamodb_requests
+):
+    # Given an open L3 incident and its unacked L3 page
+    ledger = open_l3_incident(callbacks.aws)
+    version = ledger.read("orders-sync")["version"]
+    alert = put_notification(callbacks.aws, level="L3")
+
+    # When the duty manager's ACK carries an ETA and, as the page's custom_details do, the connector
+    eta_moment = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    payload = ack(alert["notification_id"], eta=to_iso(eta_moment), custom_details={"connector_id": "orders-sync"})
+    dynamodb_requests.clear()
+    status, body = callbacks.post(payload)
+
+    # Then the ACK and the ETA were written in one transaction, after one batch read
+    assert status == 200 and body["ack_applied"] is True and body["eta_recorded"] is True
+    assert dict(dynamodb_requests) == {"GetItem": 1, "BatchGetItem": 1, "TransactWriteItems": 1}
+    row = ledger.read("orders-sync")
+    assert row["version"] == version + 1 and row["recovery_eta"] == to_iso(eta_moment)
+    (transition,) = transitions_of(callbacks.aws, "orders-sync")
+    assert transition["kind"] == "eta_recorded" and ChainVerifier().check(transition, "transitions") is None
+    assert alert["notification_id"] not in unacked_ids(callbacks.aws)
+    (record,) = callbacks.records()
+    assert record["ack_applied"] is True and record["eta"] == to_iso(eta_moment)
+
+
+def test_an_eta_callback_naming_another_connector_records_the_eta_on_the_notifications_connector(callbacks):
+    # Given open incidents on two connectors and a page of the first
+    ledger = open_l3_incident(callbacks.aws)
+    open_l3_incident(callbacks.aws, "billing-db")
+    before = ledger.read("billing-db")
+    alert = put_notification(callbacks.aws, level="L3")
+
+    # When the callback's custom_details name the other connector
+    eta = to_iso(datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1))
+    status, body = callbacks.post(ack(alert["notification_id"], eta=eta, custom_details={"connector_id": "billing-db"}))
+
+    # Then the notification decides: the ETA is on its connector, and the named one is untouched
+    assert status == 200 and body["eta_recorded"] is True
+    assert ledger.read("orders-sync")["recovery_eta"] == eta
+    assert ledger.read("billing-db") == before
+    assert transitions_of(callbacks.aws, "billing-db") == []
+
+
+def test_a_state_changed_between_the_read_and_the_write_is_read_again_and_the_eta_recorded_once(callbacks, monkeypatch):
+    # Given an open incident, and another writer that changes the state row just before the callback's transaction
+    import connector_sla.callbacks.recorder as recorder_module
+
+    ledger = open_l3_incident(callbacks.aws)
+    alert = put_notification(callbacks.aws, level="L3")
+    real_transact = recorder_module.transact
+    calls = []
+
+    def state_changes_first(dynamodb: Any, actions: list[dict[str, Any]]) -> None:
+        calls.append(len(actions))
+        if len(calls) == 1:
+            row = ledger.read("orders-sync")
+            ledger.commit("orders-sync", {**row, "consecutive_critical": 7}, expected_version=row["version"])
+        real_transact(dynamodb, actions)
+
+    monkeypatch.setattr(recorder_module, "transact", state_changes_first)
+
+    # When an ETA callback naming its connector arrives
+    eta = to_iso(datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1))
+    payload = ack(alert["notification_id"], eta=eta, custom_details={"connector_id": "orders-sync"})
+    status, body = callbacks.post(payload)
+
+    # Then the first transaction (record, ACK, state, transition) failed whole, the second committed over the
+    # other writer's change, and there is one record and one ETA transition
+    assert status == 200 and body["eta_recorded"] is True
+    assert calls == [4, 4]
+    row = ledger.read("orders-sync")
+    assert row["recovery_eta"] == eta and row["consecutive_critical"] == 7
+    assert [item["kind"] for item in transitions_of(callbacks.aws, "orders-sync")] == ["eta_recorded"]
+    assert len(callbacks.records()) == 1
 
 
 # ---------------------------------------------------------------------------------------------- other schemes

@@ -29,6 +29,7 @@ DEFAULT_MAPPING: dict[str, str] = {
     "status": "status",
     "event_id": "event_id || id",
     "incident_id": "incident_id || custom_details.incident_id",
+    "connector_id": "connector_id || custom_details.connector_id",
     "eta": "eta || recovery_eta",
     "actor": "acknowledged_by || actor",
 }

@@ -66,11 +66,41 @@ def decide_eta(
 
 
 class EtaRecorder:
-    """Commits callback ETAs through :meth:`StateLedger.commit`, re-reading the state when another writer won."""
+    """Records callback ETAs in the connector's state: in the callback's own transaction when the state row was read
+    with the notification (:meth:`actions`), else through :meth:`StateLedger.commit` (:meth:`record`).
+    """
 
     def __init__(self, ledger: StateLedger, *, attempts: int = 3) -> None:
         self.ledger = ledger
         self.attempts = attempts
+
+    def actions(
+        self,
+        connector_id: str,
+        state: Mapping[str, Any] | None,
+        *,
+        incident_id: str | None,
+        eta: str,
+        provider: str,
+        responder: str | None,
+        at: datetime,
+    ) -> list[dict[str, Any]]:
+        """The TransactWriteItems actions that record ``eta`` over ``state`` as read; empty when it is not recorded.
+
+        The state row's action is conditional on the version read, so the caller's whole transaction fails when
+        another writer changed the state meanwhile, and the caller reads again.
+        """
+        decision = decide_eta(state, incident_id=incident_id, eta=eta, provider=provider, responder=responder, at=at)
+        if decision.state is None or decision.transition is None:
+            logger.info("callback eta not recorded", reason=decision.reason, eta=eta)
+            return []
+        _, _, actions = self.ledger.write_actions(
+            connector_id,
+            decision.state,
+            expected_version=(state or {}).get("version"),
+            transitions=[decision.transition],
+        )
+        return actions
 
     def record(
         self,

@@ -42,6 +42,8 @@ class CallbackIntake(NamedTuple):
     ``notification_id`` and ``delivery_id`` names the notification. ``dedup_basis`` is what makes two deliveries
     the same callback when the provider gives no ``provider_event_id`` (the webhook uses the signed timestamp and
     the raw body). ``eta`` is an ISO 8601 UTC time or ``None``; ``actor`` is who acted at the provider.
+    ``connector_id`` is what the provider says the notification's connector is: a hint that lets a callback with
+    an ETA read the connector's state with the notification, used only when the notification agrees.
     """
 
     provider: str
@@ -59,6 +61,7 @@ class CallbackIntake(NamedTuple):
     dedup_basis: bytes = b""
     eta: str | None = None
     actor: str | None = None
+    connector_id: str | None = None
 
 
 class CallbackOutcome(NamedTuple):

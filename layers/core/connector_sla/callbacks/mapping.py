@@ -18,7 +18,7 @@ from jmespath.functions import Functions
 from connector_sla.callbacks.intake import NORMALIZED_STATUSES
 from connector_sla.timeutil import parse_iso, to_iso
 
-MAPPING_FIELDS = ("notification_id", "delivery_id", "status", "event_id", "incident_id", "eta", "actor")
+MAPPING_FIELDS = ("notification_id", "delivery_id", "status", "event_id", "incident_id", "connector_id", "eta", "actor")
 CORRELATION_FIELDS = ("notification_id", "delivery_id")
 MAX_EXPRESSION = 512
 MAX_STATUS_MAP = 200
@@ -70,6 +70,7 @@ class MappedCallback(NamedTuple):
     event_id: str | None = None
     eta: str | None = None
     actor: str | None = None
+    connector_id: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------- saving
@@ -161,6 +162,7 @@ def apply_mapping(payload: Any, mapping: Mapping[str, str], status_map: Mapping[
         event_id=_event_id(values.get("event_id")),
         eta=_eta(values.get("eta")),
         actor=_text(values.get("actor"), "actor"),
+        connector_id=_text(values.get("connector_id"), "connector_id"),
     )
     if not (mapped.notification_id or mapped.delivery_id):
         read_with = "; ".join(f"{name} from {mapping[name]!r}" for name in CORRELATION_FIELDS if name in mapping)

@@ -44,7 +44,8 @@ class ProviderBody(BaseModel):
     mapping: dict[str, str] | None = Field(
         None,
         description="JMESPath expression per field (notification_id, delivery_id, status, event_id, incident_id, "
-        "eta, actor). Default: the PagerDuty v3 mapping for signing_scheme pagerduty_v3, else the generic one.",
+        "connector_id, eta, actor). Default: the PagerDuty v3 mapping for signing_scheme pagerduty_v3, else the "
+        "generic one.",
     )
     status_map: dict[str, CallbackStatus] | None = Field(
         None, description="Provider status value -> our status. Default: PagerDuty's event types for pagerduty_v3."

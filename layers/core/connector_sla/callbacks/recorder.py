@@ -4,7 +4,12 @@ Both the webhook and the reconcile job go through :meth:`CallbackRecorder.record
 one place. A callback costs two DynamoDB requests here: one BatchGetItem (the notification, an earlier record of
 the same callback, the head of the provider's unmatched chain) and one TransactWriteItems (the sealed record and
 the new chain head, plus the ACK change on the notification). A duplicate costs the read and one UpdateItem that
-counts it. Only a lost race re-reads; a recorded ETA adds the state ledger's read and commit.
+counts it. Only a lost race re-reads.
+
+A callback with an ETA whose provider names the connector (the ``connector_id`` hint: the generic mapping reads it
+from ``custom_details``) reads the connector's state row in the same BatchGetItem and records the ETA in the same
+transaction, so it costs no more. Without the hint, or when the notification belongs to another connector, the
+ETA is committed after the callback's transaction, through the state ledger (a read and a commit more).
 """
 
 from __future__ import annotations
@@ -53,6 +58,17 @@ class _Snapshot:
     notification: Item | None
     earlier: Item | None
     unmatched_head: Item | None
+    # The state row of the connector the intake names, when it was read with the notification (else not read).
+    state: Item | None = None
+    state_read: bool = False
+
+    def eta_in_transaction(self, intake: CallbackIntake) -> bool:
+        """Whether the ETA goes into the callback's transaction: the state read is the notification's connector's."""
+        return (
+            self.state_read
+            and self.notification is not None
+            and self.notification.get("connector_id") == intake.connector_id
+        )
 
 
 class CallbackRecorder:
@@ -108,11 +124,12 @@ class CallbackRecorder:
                     raise
                 logger.info("callback write raced, reading again", callback_id=callback_id, reasons=error.reasons)
                 continue
-            # Limitation: the ETA is committed after the callback's transaction (the state row is another table's
-            # optimistic lock); if that commit keeps losing races, a redelivery is a duplicate and does not retry it.
-            # Limitation: a callback that carries an ETA costs the ledger's read and commit on top of the three
-            # requests of any accepted callback (the state row is only known once the notification is read).
-            if outcome.matched and intake.eta and self.eta is not None and outcome.connector_id:
+            # Limitation: without the connector hint the ETA is committed after the callback's transaction (the
+            # state row is only known once the notification is read): it costs the ledger's read and commit on top
+            # of the three requests of any accepted callback, and if that commit keeps losing races, a redelivery
+            # is a duplicate and does not retry it.
+            late_eta = not snapshot.eta_in_transaction(intake)
+            if late_eta and outcome.matched and intake.eta and self.eta is not None and outcome.connector_id:
                 eta_recorded = self.eta.record(
                     outcome.connector_id,
                     incident_id=outcome.incident_id,
@@ -147,11 +164,17 @@ class CallbackRecorder:
         }
         if notification_id:
             keys[self.notifications.name] = {"notification_id": notification_id}
+        state_table: str | None = None
+        if self.eta is not None and notification_id and intake.eta and intake.connector_id:
+            state_table = self.eta.ledger.connectors.name
+            keys[state_table] = self.eta.ledger.state_key(intake.connector_id)
         found = self._batch_get(keys)
         return _Snapshot(
             notification=found.get(self.notifications.name),
             earlier=found.get(self.callbacks.name),
             unmatched_head=found.get(self.settings_table.name),
+            state=found.get(state_table) if state_table else None,
+            state_read=state_table is not None,
         )
 
     def _batch_get(self, keys: Mapping[str, Mapping[str, Any]]) -> dict[str, Item]:
@@ -200,8 +223,22 @@ class CallbackRecorder:
         )
         sealed = head.next(record, callback_chain_id(notification["notification_id"]))
         action = self._notification_update(notification, change, head, sealed)
-        transact(self.dynamodb, [self._put_record(sealed), action])
-        return _matched_outcome(notification, callback_id, change)
+        if not (snapshot.eta_in_transaction(intake) and self.eta is not None and intake.eta and intake.connector_id):
+            transact(self.dynamodb, [self._put_record(sealed), action])
+            return _matched_outcome(notification, callback_id, change)
+        eta_actions = self.eta.actions(
+            intake.connector_id,
+            snapshot.state,
+            incident_id=notification.get("incident_id"),
+            eta=intake.eta,
+            provider=intake.provider,
+            responder=intake.actor,
+            at=intake.received_at,
+        )
+        transact(self.dynamodb, [self._put_record(sealed), action, *eta_actions])
+        if eta_actions:
+            logger.info("callback eta recorded", eta=intake.eta)
+        return _matched_outcome(notification, callback_id, change)._replace(eta_recorded=bool(eta_actions))
 
     def _put_record(self, sealed: Mapping[str, Any]) -> dict[str, Any]:
         expr = Expression()

@@ -170,6 +170,7 @@ class CallbackWebhook:
             dedup_basis=(signature.timestamp or "").encode() + b"." + request.body,
             eta=mapped.eta,
             actor=mapped.actor,
+            connector_id=mapped.connector_id,
         )
         try:
             outcome = self.recorder.record(intake)
