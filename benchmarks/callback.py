@@ -10,7 +10,10 @@ moto snapshots every table a TransactWriteItems touches (a deep copy, so its cos
 would make 2,000 callbacks take most of an hour; the benchmark turns it off (no transaction in it is refused:
 every callback must answer 200 with exactly 3 requests, else it exits 1). ``--moto-snapshots`` keeps it.
 
-Run: ``.venv/bin/python benchmarks/callback.py [--callbacks 2000] [--moto-snapshots]``
+``--eta``: every callback also carries a recovery ETA for its connector's open L3 incident and names the connector
+in ``custom_details``, as a page's callback does; each must record its ETA, within the same 3 requests.
+
+Run: ``.venv/bin/python benchmarks/callback.py [--callbacks 2000] [--moto-snapshots] [--eta]``
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import sys
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +47,16 @@ from connector_sla.alerts.records import shard_of  # noqa: E402
 from connector_sla.callbacks.signatures import sign_hmac_sha256  # noqa: E402
 from connector_sla.config import settings  # noqa: E402
 from connector_sla.ids import stable_id  # noqa: E402
+from connector_sla.sla.ledger import StateLedger  # noqa: E402
 from connector_sla.storage.aws import client  # noqa: E402
-from connector_sla.storage.dynamo import to_item  # noqa: E402
+from connector_sla.storage.dynamo import Table, to_item  # noqa: E402
+from connector_sla.timeutil import to_iso  # noqa: E402
 from tests.support import api_event, moto_stack, unacked_page  # noqa: E402
 
 FUNCTION = "OncallCallbackFunction"
 SECRET = "benchmark-signing-secret"
 REQUEST_GOAL = 3
+CONNECTORS = 50
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -62,7 +69,7 @@ def notification(index: int) -> dict[str, Any]:
     return unacked_page(
         notification_id,
         incident_id="inc_01BENCH",
-        connector_id=f"connector-{index % 50:02d}",
+        connector_id=f"connector-{index % CONNECTORS:02d}",
         attempt_count=1,
         due_shard=shard_of(notification_id),
         due_at="2026-12-03T19:15:00.000Z",
@@ -70,9 +77,12 @@ def notification(index: int) -> dict[str, Any]:
     )
 
 
-def signed_event(notification_id: str, functions: Any) -> dict[str, Any]:
+def signed_event(row: dict[str, Any], functions: Any, *, eta: str | None = None) -> dict[str, Any]:
     """The gateway event of a signed acknowledged callback, signed now (built outside the timed section)."""
-    body = json.dumps({"status": "acknowledged", "notification_id": notification_id}).encode()
+    payload: dict[str, Any] = {"status": "acknowledged", "notification_id": row["notification_id"]}
+    if eta is not None:
+        payload.update(eta=eta, custom_details={"connector_id": row["connector_id"]})
+    body = json.dumps(payload).encode()
     stamp = str(int(time.time()))
     headers = {"X-Callback-Timestamp": stamp, "X-Callback-Signature": sign_hmac_sha256(SECRET, stamp, body)}
     return api_event("POST", "/alerts/oncall/callback", raw_body=body, headers=headers, functions=functions)
@@ -97,6 +107,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--callbacks", type=int, default=2000)
     parser.add_argument("--moto-snapshots", action="store_true", help="keep moto's per-transaction table copy")
+    parser.add_argument("--eta", action="store_true", help="each callback also records a recovery ETA")
     args = parser.parse_args()
     count = args.callbacks
     if not args.moto_snapshots:
@@ -110,6 +121,13 @@ def main() -> int:
         for start in range(0, count, 25):
             batch = [{"PutRequest": {"Item": to_item(row)}} for row in rows[start : start + 25]]
             dynamodb.batch_write_item(RequestItems={table: batch})
+        if args.eta:
+            ledger = StateLedger(
+                Table(aws.name("ConnectorsTable"), dynamodb), Table(aws.name("TransitionsTable"), dynamodb)
+            )
+            for index in range(CONNECTORS):
+                state = {"incident_id": "inc_01BENCH", "incident_status": "open", "level": "L3", "severity": "critical"}
+                ledger.commit(f"connector-{index:02d}", state, expected_version=None)
         secret_name = f"{settings().provider_secrets_path}/generic"
         aws.client("secretsmanager").put_secret_value(
             SecretId=secret_name, SecretString=json.dumps({"signing_secret": SECRET})
@@ -128,13 +146,17 @@ def main() -> int:
         dynamodb.meta.events.register("before-call.dynamodb", count_request)
         latencies = []
         statuses: Counter[int] = Counter()
+        etas_recorded = 0
+        soon = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
         with contextlib.redirect_stdout(io.StringIO()):
-            for row in rows:
-                event = signed_event(row["notification_id"], aws.functions)
+            for index, row in enumerate(rows):
+                eta = to_iso(soon + timedelta(seconds=index)) if args.eta else None
+                event = signed_event(row, aws.functions, eta=eta)
                 started = time.perf_counter()
                 response = handler.lambda_handler(event, context)
                 latencies.append(time.perf_counter() - started)
                 statuses[response["statusCode"]] += 1
+                etas_recorded += bool(json.loads(response["body"]).get("eta_recorded"))
         dynamodb.meta.events.unregister("before-call.dynamodb", count_request)
         floor += bare_updates(dynamodb, table, probe_keys[count // 2 :])
 
@@ -143,13 +165,16 @@ def main() -> int:
     floor_p50, floor_p99 = percentile(floor, 0.50), percentile(floor, 0.99)
     snapshots = "kept" if args.moto_snapshots else "off"
     print(f"callbacks: {count} (answers: {dict(sorted(statuses.items()))}; moto transaction snapshots {snapshots})")
+    if args.eta:
+        print(f"recovery ETAs recorded: {etas_recorded} of {count}")
     print(
         f"dynamodb requests per callback: {per_callback:.2f} (goal <= {REQUEST_GOAL}) {dict(sorted(requests.items()))}"
     )
     print(f"handler latency ms: p50 {handler_p50 * 1000:.2f}  p99 {handler_p99 * 1000:.2f}")
     print(f"bare UpdateItem ms: p50 {floor_p50 * 1000:.2f}  p99 {floor_p99 * 1000:.2f}  ({len(floor)} samples)")
     print(f"ratio to bare UpdateItem: p50 {handler_p50 / floor_p50:.2f}  p99 {handler_p99 / floor_p99:.2f}")
-    return 0 if per_callback <= REQUEST_GOAL and set(statuses) == {200} and len(requests) == 3 else 1
+    complete = etas_recorded == count if args.eta else True
+    return 0 if per_callback <= REQUEST_GOAL and set(statuses) == {200} and len(requests) == 3 and complete else 1
 
 
 if __name__ == "__main__":
