@@ -9,28 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 from connector_sla.alerts.records import parse_delivery_id
+from connector_sla.callbacks.names import CallbackStatus
 from connector_sla.ids import stable_id
 
 # Statuses a callback may carry once a provider's status_map has been applied. ACK-like ones move the ACK state
 # (connector_sla.alerts.ack); the others are recorded in the history only.
-NORMALIZED_STATUSES = (
-    "triggered",
-    "acknowledged",
-    "unacknowledged",
-    "resolved",
-    "closed",
-    "reopened",
-    "escalated",
-    "reassigned",
-    "delegated",
-    "annotated",
-    "priority_changed",
-    "responder_added",
-    "status_update",
-)
+NORMALIZED_STATUSES: tuple[str, ...] = get_args(CallbackStatus)
 SOURCES = ("callback", "reconcile")
 SIGNATURE_RESULTS = ("verified", "not_required")
 

@@ -1,7 +1,7 @@
 """Names the callback routes share: the provider name pattern and the normalized statuses a callback can carry.
 
-No pydantic and nothing of ours is imported here, so the history routes and the provider routes can each load only
-their own models.
+No pydantic and nothing of ours is imported here: the history routes and the provider routes each load only their
+own models, and the callback function reads the statuses on its cold path (``intake.NORMALIZED_STATUSES``).
 """
 
 from __future__ import annotations
